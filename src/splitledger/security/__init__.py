@@ -1,0 +1,1 @@
+"""Security adapters: encryption of sensitive fields."""

@@ -1,0 +1,60 @@
+"""Registering parties and their bank details."""
+
+from __future__ import annotations
+
+from dataclasses import asdict
+from typing import Any
+
+from splitledger.domain.bank import BankDetails
+from splitledger.domain.parties import Party
+from splitledger.errors import DuplicateParty, UnknownParty
+from splitledger.services.context import Context
+from splitledger.services.idempotency import run_idempotent
+
+
+def register_party(ctx: Context, party: Party, bank: BankDetails | None = None, *,
+                   idempotency_key: str | None = None) -> dict[str, Any]:
+    """Create a party (and store its bank details encrypted). Raises DuplicateParty."""
+    request = {"party": asdict(party), "bank": bank.masked() if bank else None}
+
+    def work(uow):  # type: ignore[no-untyped-def]
+        if uow.repo.get_party(party.party_id) is not None:
+            raise DuplicateParty(f"party {party.party_id!r} already exists",
+                                 party_id=party.party_id)
+        now = ctx.now()
+        uow.repo.insert_party(party, now)
+        masked = None
+        if bank is not None:
+            masked = _store_bank(ctx, uow, party.party_id, bank)
+        return {"party_id": party.party_id, "role": party.role.value, "bank_masked": masked}
+
+    return run_idempotent(ctx, "register_party", idempotency_key, request, work)
+
+
+def set_bank_details(ctx: Context, party_id: str, bank: BankDetails) -> str:
+    """Replace a party's bank details; returns the masked form. Raises UnknownParty."""
+    with ctx.uow() as uow:
+        if uow.repo.get_party(party_id) is None:
+            raise UnknownParty(f"unknown party {party_id!r}", party_id=party_id)
+        masked = _store_bank(ctx, uow, party_id, bank)
+        uow.commit()
+        return masked
+
+
+def _store_bank(ctx: Context, uow: Any, party_id: str, bank: BankDetails) -> str:
+    key_id, blob = ctx.cipher.encrypt(bank.to_bytes(), associated=party_id)
+    masked = bank.masked()
+    uow.repo.set_bank_details(party_id, key_id, blob, masked, ctx.now())
+    return masked
+
+
+def reveal_bank_details(ctx: Context, party_id: str) -> BankDetails | None:
+    """Decrypt for a payout rail. Never log or display the result; show ``masked()``."""
+    with ctx.uow() as uow:
+        row = uow.repo.party_bank_row(party_id)
+    if row is None:
+        raise UnknownParty(f"unknown party {party_id!r}", party_id=party_id)
+    if row.bank_ciphertext is None:
+        return None
+    return BankDetails.from_bytes(ctx.cipher.decrypt(row.bank_key_id, row.bank_ciphertext,
+                                                     associated=party_id))

@@ -1,0 +1,206 @@
+"""Table definitions (SQLAlchemy Core). The migrations in ``migrations/versions`` create them;
+this module is what the code reads and writes through.
+
+Journal tables (``journal_entries``, ``postings``) are append-only: the database refuses updates
+and deletes (see the first migration). Everything else is a projection that may change.
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+
+from sqlalchemy import (
+    JSON,
+    BigInteger,
+    Column,
+    DateTime,
+    ForeignKey,
+    ForeignKeyConstraint,
+    Index,
+    Integer,
+    LargeBinary,
+    MetaData,
+    String,
+    Table,
+    Text,
+    UniqueConstraint,
+)
+from sqlalchemy.types import TypeDecorator
+
+# Integer ids that autoincrement on SQLite (which only does so for INTEGER PRIMARY KEY).
+BigId = BigInteger().with_variant(Integer(), "sqlite")
+
+
+class UtcDateTime(TypeDecorator[datetime]):
+    """Timezone-aware UTC datetimes on every database (SQLite stores them naive)."""
+
+    impl = DateTime(timezone=True)
+    cache_ok = True
+
+    def process_bind_param(self, value, dialect):  # type: ignore[no-untyped-def]
+        if value is None:
+            return None
+        if value.tzinfo is None:
+            raise ValueError("naive datetime given to the store; use timezone-aware UTC")
+        value = value.astimezone(UTC)
+        return value.replace(tzinfo=None) if dialect.name == "sqlite" else value
+
+    def process_result_value(self, value, dialect):  # type: ignore[no-untyped-def]
+        if value is None:
+            return None
+        return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
+
+
+metadata = MetaData(naming_convention={
+    "ix": "ix_%(table_name)s_%(column_0_N_name)s",
+    "uq": "uq_%(table_name)s_%(column_0_N_name)s",
+    "fk": "fk_%(table_name)s_%(column_0_name)s_%(referred_table_name)s",
+    "pk": "pk_%(table_name)s",
+})
+
+parties = Table(
+    "parties", metadata,
+    Column("party_id", String(64), primary_key=True),
+    Column("name", String(200), nullable=False),
+    Column("role", String(16), nullable=False),
+    Column("tier", String(32)),
+    Column("currencies", JSON, nullable=False),
+    Column("payout_frequency", String(16), nullable=False),
+    Column("payout_delay_days", Integer, nullable=False),
+    Column("min_payout", JSON, nullable=False),
+    Column("hold_days", Integer),
+    Column("parent_party_id", String(64)),
+    Column("bank_ciphertext", LargeBinary),
+    Column("bank_key_id", String(32)),
+    Column("bank_masked", String(64)),
+    Column("bank_updated_at", UtcDateTime),
+    Column("created_at", UtcDateTime, nullable=False),
+)
+
+accounts = Table(
+    "accounts", metadata,
+    Column("account_id", BigId, primary_key=True, autoincrement=True),
+    Column("code", String(120), nullable=False, unique=True),
+    Column("party_id", String(64), ForeignKey("parties.party_id")),
+    Column("purpose", String(24), nullable=False),
+    Column("currency", String(3), nullable=False),
+    # Kept in the same transaction as the postings: an O(1) balance read at any history length.
+    Column("balance_minor", BigInteger, nullable=False, default=0),
+    Column("updated_at", UtcDateTime),
+)
+
+journal_entries = Table(
+    "journal_entries", metadata,
+    Column("seq", BigId, primary_key=True, autoincrement=True),
+    Column("entry_id", String(36), nullable=False, unique=True),
+    Column("kind", String(24), nullable=False),
+    Column("booked_at", UtcDateTime, nullable=False, index=True),
+    Column("order_id", String(128), index=True),
+    Column("payout_id", String(36), index=True),
+    Column("statement_id", String(36)),
+    Column("reverses_entry_id", String(36)),
+    Column("memo", Text, nullable=False, default=""),
+    Column("posting_count", Integer, nullable=False),
+)
+
+postings = Table(
+    "postings", metadata,
+    Column("posting_id", BigId, primary_key=True, autoincrement=True),
+    Column("entry_id", String(36), nullable=False),
+    Column("account_id", BigInteger, ForeignKey("accounts.account_id"), nullable=False),
+    Column("currency", String(3), nullable=False),
+    Column("amount_minor", BigInteger, nullable=False),
+    Column("booked_at", UtcDateTime, nullable=False),
+    # Postings are written before their entry header, which seals the entry (see migration).
+    ForeignKeyConstraint(["entry_id"], ["journal_entries.entry_id"],
+                         deferrable=True, initially="DEFERRED"),
+    Index("ix_postings_account_booked", "account_id", "booked_at"),
+    Index("ix_postings_entry", "entry_id"),
+)
+
+orders = Table(
+    "orders", metadata,
+    Column("order_id", String(128), primary_key=True),
+    Column("currency", String(3), nullable=False),
+    Column("captured_minor", BigInteger, nullable=False),
+    Column("psp_fee_minor", BigInteger, nullable=False),
+    Column("captured_at", UtcDateTime, nullable=False, index=True),
+    Column("hold_until", UtcDateTime, nullable=False),
+    Column("released_at", UtcDateTime),
+    Column("refunded_minor", BigInteger, nullable=False, default=0),
+    Column("other_reversed_minor", BigInteger, nullable=False, default=0),
+    Column("policy_version", String(64), nullable=False),
+    Column("capture_entry_id", String(36), nullable=False),
+    Column("merchant_ids", JSON, nullable=False),
+    Column("body", JSON, nullable=False),
+    Index("ix_orders_unreleased", "released_at", "hold_until"),
+)
+
+split_allocations = Table(
+    "split_allocations", metadata,
+    Column("order_id", String(128), ForeignKey("orders.order_id"), primary_key=True),
+    Column("seq", Integer, primary_key=True),
+    Column("party_id", String(64), nullable=False, index=True),
+    Column("kind", String(24), nullable=False),
+    Column("amount_minor", BigInteger, nullable=False),
+    Column("rule_id", String(120), nullable=False),
+    Column("line_id", String(64)),
+    Column("basis", String(40), nullable=False),
+    Column("basis_minor", BigInteger, nullable=False),
+    Column("rate_bps", Integer),
+    Column("explanation", Text, nullable=False),
+)
+
+reversals = Table(
+    "reversals", metadata,
+    Column("reversal_id", String(36), primary_key=True),
+    Column("order_id", String(128), ForeignKey("orders.order_id"), nullable=False, index=True),
+    Column("kind", String(16), nullable=False),
+    Column("policy", String(16), nullable=False),
+    Column("amount_minor", BigInteger, nullable=False),
+    Column("reason", Text, nullable=False, default=""),
+    Column("created_at", UtcDateTime, nullable=False),
+    Column("entry_id", String(36), nullable=False),
+)
+
+statements = Table(
+    "statements", metadata,
+    Column("statement_id", String(36), primary_key=True),
+    Column("party_id", String(64), ForeignKey("parties.party_id"), nullable=False),
+    Column("currency", String(3), nullable=False),
+    Column("period_start", UtcDateTime, nullable=False),
+    Column("period_end", UtcDateTime, nullable=False),
+    Column("opening_minor", BigInteger, nullable=False),
+    Column("closing_minor", BigInteger, nullable=False),
+    Column("payout_minor", BigInteger, nullable=False),
+    Column("carried_minor", BigInteger, nullable=False),
+    Column("lines", JSON, nullable=False),
+    Column("note", Text, nullable=False, default=""),
+    Column("created_at", UtcDateTime, nullable=False),
+    # One statement per party, currency and period: a second settlement run cannot pay again.
+    UniqueConstraint("party_id", "currency", "period_end"),
+)
+
+payouts = Table(
+    "payouts", metadata,
+    Column("payout_id", String(36), primary_key=True),
+    Column("party_id", String(64), ForeignKey("parties.party_id"), nullable=False, index=True),
+    Column("currency", String(3), nullable=False),
+    Column("amount_minor", BigInteger, nullable=False),
+    Column("statement_id", String(36), ForeignKey("statements.statement_id"), unique=True),
+    Column("status", String(16), nullable=False, index=True),
+    Column("bank_masked", String(64), nullable=False),
+    Column("value_date", UtcDateTime, nullable=False),
+    Column("created_at", UtcDateTime, nullable=False),
+    Column("resolved_at", UtcDateTime),
+    Column("failure_reason", Text),
+)
+
+idempotency_keys = Table(
+    "idempotency_keys", metadata,
+    Column("scope", String(40), primary_key=True),
+    Column("key", String(255), primary_key=True),
+    Column("request_hash", String(64), nullable=False),
+    Column("response", JSON, nullable=False),
+    Column("created_at", UtcDateTime, nullable=False),
+)
