@@ -111,3 +111,23 @@ class InvariantViolation(Exception):
     """A promise of the system was broken: a bug or a tampered database. Never bad input."""
 
     code = "invariant_violation"
+
+
+class InvalidRuleset(ValidationError):
+    """A ruleset breaks the language or a platform constraint. ``details["problems"]`` lists
+    every problem: ``{"rule_id", "field", "message"}`` (and ``"line"`` for files)."""
+
+    code = "invalid_ruleset"
+
+
+class SplitRefused(ValidationError):
+    """An order cannot be split under the ruleset in force without breaking a constraint
+    (a share larger than its basis, shares over 100 % of a line, the profit-sharing cap)."""
+
+    code = "split_refused"
+
+
+class ApprovalRequired(Conflict):
+    """A four-eyes action needs a second, different person."""
+
+    code = "approval_required"

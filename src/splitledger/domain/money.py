@@ -167,6 +167,21 @@ def allocate(total_minor: int, weights: Sequence[int]) -> list[int]:
     return parts
 
 
+def allocate_exact(total_minor: int, exact_parts: Sequence[Fraction]) -> list[int]:
+    """Round exact parts that sum to ``total_minor`` into integers that still sum to it, by
+    the same rule as ``allocate``: floors first, then one unit each to the largest fractional
+    remainders, ties to the earlier part."""
+    check_minor(total_minor, "total_minor")
+    if sum(exact_parts) != total_minor:
+        raise InvalidAmount("exact parts do not sum to the total")
+    floors = [part.numerator // part.denominator for part in exact_parts]
+    leftover = total_minor - sum(floors)
+    order = sorted(range(len(exact_parts)), key=lambda i: (-(exact_parts[i] - floors[i]), i))
+    for index in order[:leftover]:
+        floors[index] += 1
+    return floors
+
+
 def bps_of(amount_minor: int, bps: int) -> Fraction:
     """Exact ``amount * bps / 10 000`` (no rounding yet: callers allocate the whole at once)."""
     return Fraction(amount_minor * bps, BPS_PER_UNIT)

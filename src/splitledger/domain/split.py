@@ -113,12 +113,34 @@ class SplitPlan:
         return nets
 
 
+@dataclass(frozen=True, slots=True)
+class SplitFacts:
+    """What a policy may need beyond the order and its parties, looked up by the caller.
+
+    Attributes:
+      merchant_gmv_minor: per (merchant id, window days), the merchant's GMV in the order's
+        currency over that many days before the capture (for volume-tiered commission).
+    """
+
+    merchant_gmv_minor: Mapping[tuple[str, int], int] = field(default_factory=dict)
+
+
 class SplitPolicy(Protocol):
     """Turns a validated order into a plan. ``version`` is recorded on every plan."""
 
-    version: str
+    @property
+    def version(self) -> str: ...
 
-    def split(self, order: Order, parties: Mapping[str, Party]) -> SplitPlan: ...
+    def gmv_windows(self) -> frozenset[int]:
+        """The GMV windows (in days) the policy needs facts for; empty if none."""
+        ...
+
+    def referenced_party_ids(self) -> frozenset[str]:
+        """Parties the policy names itself (platform, PSP, tax, named recipients)."""
+        ...
+
+    def split(self, order: Order, parties: Mapping[str, Party],
+              facts: SplitFacts | None = None) -> SplitPlan: ...
 
 
 @dataclass(frozen=True)
@@ -178,7 +200,14 @@ class SimpleCommissionPolicy:
     def version(self) -> str:
         return self.config.version
 
-    def split(self, order: Order, parties: Mapping[str, Party]) -> SplitPlan:
+    def gmv_windows(self) -> frozenset[int]:
+        return frozenset()
+
+    def referenced_party_ids(self) -> frozenset[str]:
+        return frozenset({self.config.platform_party_id, self.config.psp_party_id})
+
+    def split(self, order: Order, parties: Mapping[str, Party],
+              facts: SplitFacts | None = None) -> SplitPlan:
         allocations: list[Allocation] = []
         merchant_basis: dict[str, int] = {}
         for line in order.lines:

@@ -60,6 +60,7 @@ class Context:
     policy: SplitPolicy = field(default_factory=SimpleCommissionPolicy)
     clock: Callable[[], datetime] = utc_now
     _cipher: FieldCipher | None = None
+    compiled_policies: dict[str, SplitPolicy] = field(default_factory=dict)
 
     @classmethod
     def from_settings(cls, settings: Settings | None = None, **kwargs: object) -> Context:

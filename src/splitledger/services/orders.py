@@ -28,6 +28,7 @@ from splitledger.errors import (
 )
 from splitledger.services.context import Context, UnitOfWork
 from splitledger.services.idempotency import run_idempotent
+from splitledger.services.rules import policy_for, split_facts
 
 CLOCK_SKEW = timedelta(minutes=5)
 
@@ -84,12 +85,13 @@ def capture_order(ctx: Context, order: Order, *, idempotency_key: str | None = N
         if uow.repo.order_exists(order.order_id):
             raise DuplicateOrder(f"order {order.order_id} was already captured",
                                  order_id=order.order_id)
-        cfg = getattr(ctx.policy, "config", None)
-        system_parties = {getattr(cfg, "platform_party_id", "platform"),
-                          getattr(cfg, "psp_party_id", "psp")}
-        parties = uow.repo.get_parties(order.party_ids() | system_parties)
+        policy = policy_for(ctx, uow, order.captured_at)
+        parties = uow.repo.get_parties(order.party_ids() | policy.referenced_party_ids())
         _check_parties(order, parties)
-        plan = ctx.policy.split(order, parties)
+        affiliate = parties.get(order.affiliate_id or "")
+        if affiliate and affiliate.parent_party_id:
+            parties.update(uow.repo.get_parties([affiliate.parent_party_id]))
+        plan = policy.split(order, parties, split_facts(uow, policy, order))
         unknown = sorted({a.party_id for a in plan.allocations} - set(parties))
         if unknown:
             raise UnknownParty(f"the split names unknown parties: {', '.join(unknown)}",
@@ -104,6 +106,7 @@ def capture_order(ctx: Context, order: Order, *, idempotency_key: str | None = N
         uow.repo.insert_order(body=request, plan=plan, captured_at=order.captured_at,
                               hold_until=hold_until, psp_fee_minor=order.psp_fee_minor,
                               merchant_ids=merchants, entry_id=entry.entry_id)
+        uow.repo.insert_order_merchants(order)
         return {"order_id": order.order_id, "currency": order.currency,
                 "captured_minor": plan.total_minor, "entry_id": entry.entry_id,
                 "hold_until": hold_until.isoformat(), "policy_version": plan.policy_version,

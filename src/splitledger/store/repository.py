@@ -12,6 +12,7 @@ from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 
 from splitledger.domain.ledger import AccountRef, JournalEntry, Purpose
+from splitledger.domain.orders import Order
 from splitledger.domain.parties import Party, PartyRole, PayoutFrequency
 from splitledger.domain.split import Allocation, ShareKind, SplitPlan, Target
 from splitledger.store import tables as t
@@ -165,6 +166,15 @@ class Repository:
              "amount_minor": a.amount_minor, "rule_id": a.rule_id, "line_id": a.line_id,
              "basis": a.basis, "basis_minor": a.basis_minor, "rate_bps": a.rate_bps,
              "explanation": a.explanation} for seq, a in enumerate(plan.allocations)])
+
+    def insert_order_merchants(self, order: Order) -> None:
+        gmv: dict[str, int] = {}
+        for line in order.lines:
+            gmv[line.merchant_id] = gmv.get(line.merchant_id, 0) + line.merchant_basis_minor
+        self.conn.execute(insert(t.order_merchants), [
+            {"order_id": order.order_id, "merchant_id": merchant_id, "currency": order.currency,
+             "captured_at": order.captured_at, "gmv_minor": amount}
+            for merchant_id, amount in sorted(gmv.items())])
 
     def get_order(self, order_id: str, *, lock: bool = False) -> Any:
         stmt = select(t.orders).where(t.orders.c.order_id == order_id)

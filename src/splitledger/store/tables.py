@@ -204,3 +204,29 @@ idempotency_keys = Table(
     Column("response", JSON, nullable=False),
     Column("created_at", UtcDateTime, nullable=False),
 )
+
+rulesets = Table(
+    "rulesets", metadata,
+    Column("version", String(64), primary_key=True),
+    Column("effective_from", UtcDateTime, nullable=False, index=True),
+    Column("status", String(16), nullable=False),  # draft -> approved (immutable from then on)
+    Column("body", JSON, nullable=False),
+    Column("source", Text, nullable=False, default=""),
+    Column("body_hash", String(64), nullable=False),
+    Column("drafted_by", String(64), nullable=False),
+    Column("drafted_at", UtcDateTime, nullable=False),
+    Column("approved_by", String(64)),
+    Column("approved_at", UtcDateTime),
+)
+
+# Per order and merchant, the merchant's GMV in that order: volume-tiered commission sums it
+# over a rolling window (index on merchant, currency, time).
+order_merchants = Table(
+    "order_merchants", metadata,
+    Column("order_id", String(128), ForeignKey("orders.order_id"), primary_key=True),
+    Column("merchant_id", String(64), primary_key=True),
+    Column("currency", String(3), nullable=False),
+    Column("captured_at", UtcDateTime, nullable=False),
+    Column("gmv_minor", BigInteger, nullable=False),
+    Index("ix_order_merchants_window", "merchant_id", "currency", "captured_at"),
+)

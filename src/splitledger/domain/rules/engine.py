@@ -1,0 +1,385 @@
+"""Compiled rulesets: the split policy of the rule language.
+
+How a plan is made:
+
+1. Each line is a **pool**: its net price (gross less the discounts the merchant funds).
+   Platform-funded discounts become a negative ``subsidy`` allocation to the platform.
+2. For each line, the candidate rules (from the category index) are tried in precedence order
+   (priority high to low, then file order). For each recipient, the first matching rule with a
+   share to that recipient decides it; later rules cannot give that recipient a second share
+   of the same line. A share is ``bps`` of its basis (or a volume tier's rate) plus
+   ``fixed_minor``, clamped to ``[min_minor, max_minor]``, and may never exceed its basis.
+3. Order-level shares (bases ``shipping``, ``order_total``, ``psp_fee``) are decided the same
+   way once per order. Shipping shares come out of the shipping pool, whose remainder goes to
+   the carrier; ``order_total`` and ``psp_fee`` shares come out of the line pools in proportion
+   to their amounts.
+4. Each pool's exact shares and its remainder (to the ruleset's remainder party, normally the
+   line's merchant) are rounded together by the one rounding rule (``allocate_exact``), so a
+   pool always splits to the last minor unit.
+5. The PSP fee goes to the PSP, borne by the platform or by the merchants.
+6. Platform-wide constraints are checked; a breach refuses the order before money moves.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+from fractions import Fraction
+
+from splitledger.domain.money import BPS_PER_UNIT, allocate, allocate_exact
+from splitledger.domain.orders import Order, OrderLine
+from splitledger.domain.parties import Party, PartyRole
+from splitledger.domain.rules.model import (
+    AllOf,
+    AnyOf,
+    Basis,
+    Condition,
+    Match,
+    Not,
+    Recipient,
+    Role,
+    Rule,
+    Ruleset,
+    Share,
+)
+from splitledger.domain.rules.validate import check_ruleset
+from splitledger.domain.split import Allocation, ShareKind, SplitFacts, SplitPlan
+from splitledger.errors import SplitRefused
+
+ROLE_KIND = {
+    Role.PLATFORM: ShareKind.COMMISSION, Role.MERCHANT: ShareKind.MERCHANT_PROCEEDS,
+    Role.SUPPLIER: ShareKind.SUPPLIER_COST, Role.LOGISTICS: ShareKind.SHIPPING,
+    Role.AFFILIATE: ShareKind.AFFILIATE, Role.AFFILIATE_PARENT: ShareKind.AFFILIATE,
+    Role.TAX: ShareKind.TAX,
+}
+PARTY_ROLE_KIND = {
+    PartyRole.PLATFORM: ShareKind.COMMISSION, PartyRole.MERCHANT: ShareKind.MERCHANT_PROCEEDS,
+    PartyRole.SUPPLIER: ShareKind.SUPPLIER_COST, PartyRole.LOGISTICS: ShareKind.SHIPPING,
+    PartyRole.AFFILIATE: ShareKind.AFFILIATE, PartyRole.TAX: ShareKind.TAX,
+    PartyRole.PSP: ShareKind.PSP_FEE,
+}
+
+
+@dataclass(slots=True)
+class _Piece:
+    """A share before rounding."""
+
+    party_id: str
+    kind: ShareKind
+    exact: Fraction
+    rule_id: str
+    line_id: str | None
+    basis: str
+    basis_minor: int
+    rate_bps: int | None
+    explanation: str
+
+
+def matches(cond: Condition, order: Order, line: OrderLine | None,
+            parties: Mapping[str, Party]) -> bool:
+    """Whether ``cond`` holds for the order (and the line, for line conditions)."""
+    if isinstance(cond, Match):
+        return _match(cond, order, line, parties)
+    if isinstance(cond, AllOf):
+        return all(matches(c, order, line, parties) for c in cond.items)
+    if isinstance(cond, AnyOf):
+        return any(matches(c, order, line, parties) for c in cond.items)
+    assert isinstance(cond, Not)
+    return not matches(cond.item, order, line, parties)
+
+
+def _in(values: tuple[str, ...] | None, value: str | None) -> bool:
+    return values is None or (value is not None and value in values)
+
+
+def _match(m: Match, order: Order, line: OrderLine | None, parties: Mapping[str, Party]) -> bool:
+    if not (_in(m.channel, order.channel) and _in(m.region, order.region)
+            and _in(m.payment_method, order.payment_method)):
+        return False
+    if m.has_affiliate is not None and bool(order.affiliate_id) != m.has_affiliate:
+        return False
+    if m.order_amount is not None and not m.order_amount.contains(order.total_minor):
+        return False
+    if m.time is not None and not m.time.contains(order.captured_at):
+        return False
+    if m.tags is not None and not set(m.tags) & set(order.tags):
+        return False
+    if line is None:
+        return True
+    if m.category is not None:
+        path = line.category.strip("/")
+        if not any(path == c or path.startswith(c + "/") for c in m.category):
+            return False
+    merchant = parties.get(line.merchant_id)
+    if not (_in(m.merchant, line.merchant_id) and _in(m.supplier, line.supplier_id)
+            and _in(m.merchant_tier, merchant.tier if merchant else None)):
+        return False
+    if m.has_supplier is not None and bool(line.supplier_id) != m.has_supplier:
+        return False
+    return m.line_amount is None or m.line_amount.contains(line.gross_minor)
+
+
+class RulesPolicy:
+    """A ruleset compiled for splitting: validated once, rules indexed by category."""
+
+    def __init__(self, ruleset: Ruleset) -> None:
+        check_ruleset(ruleset)
+        self.ruleset = ruleset
+        ranked = sorted(enumerate(ruleset.rules), key=lambda ir: (-ir[1].priority, ir[0]))
+        self._ranked = [rule for _, rule in ranked]
+        self._rank = {id(rule): i for i, rule in enumerate(self._ranked)}
+        self._by_category: dict[str, list[Rule]] = {}
+        self._anywhere: list[Rule] = []
+        for rule in self._ranked:
+            if not any(s.line_scoped for s in rule.shares):
+                continue
+            categories = rule.when.category if isinstance(rule.when, Match) else None
+            if categories is None:
+                self._anywhere.append(rule)
+            else:
+                for category in categories:
+                    self._by_category.setdefault(category.strip("/"), []).append(rule)
+        self._order_rules = [r for r in self._ranked if any(not s.line_scoped for s in r.shares)]
+        self._candidates: dict[str, list[Rule]] = {}
+        self._funders = ruleset.funder_overrides
+
+    @property
+    def version(self) -> str:
+        return self.ruleset.version
+
+    def gmv_windows(self) -> frozenset[int]:
+        return frozenset(s.window_days for r in self.ruleset.rules for s in r.shares if s.tiers)
+
+    def referenced_party_ids(self) -> frozenset[str]:
+        rs = self.ruleset
+        named = {s.to.party_id for r in rs.rules for s in r.shares if s.to.party_id}
+        if rs.remainder.party_id:
+            named.add(rs.remainder.party_id)
+        return frozenset({rs.platform_party_id, rs.psp_party_id, rs.tax_party_id, *named})
+
+    def candidates(self, category: str) -> list[Rule]:
+        """The rules that can apply to a line of ``category``, in precedence order."""
+        path = category.strip("/")
+        found = self._candidates.get(path)
+        if found is None:
+            parts = path.split("/")
+            rules = list(self._anywhere)
+            for depth in range(1, len(parts) + 1):
+                rules += self._by_category.get("/".join(parts[:depth]), [])
+            found = sorted(set(rules), key=lambda r: self._rank[id(r)])
+            self._candidates[path] = found
+        return found
+
+    # -- splitting ------------------------------------------------------------------------------
+    def split(self, order: Order, parties: Mapping[str, Party],
+              facts: SplitFacts | None = None) -> SplitPlan:
+        facts = facts or SplitFacts()
+        rs = self.ruleset
+        pools: list[tuple[OrderLine, int, list[_Piece]]] = []
+        subsidies: list[Allocation] = []
+        for line in order.lines:
+            platform_funded = sum(d.amount_minor for d in line.discounts
+                                  if self._funders.get(d.kind, d.funded_by.value) == "platform")
+            pool = line.gross_minor - (line.discount_minor() - platform_funded)
+            pools.append((line, pool, self._line_pieces(order, line, pool, parties, facts)))
+            if platform_funded:
+                subsidies.append(Allocation(
+                    rs.platform_party_id, ShareKind.PLATFORM_SUBSIDY, -platform_funded,
+                    "discount_funding", line.line_id, "platform_funded_discount",
+                    platform_funded, None,
+                    f"platform-funded discounts of {platform_funded} on line {line.line_id}"))
+        shipping_pieces, spread = self._order_pieces(order, parties, facts)
+        allocations: list[Allocation] = []
+        self._spread(spread, pools)
+        for line, pool, pieces in pools:
+            remainder = self._resolve(rs.remainder, order, line, parties)
+            allocations += self._round_pool(pool, pieces, remainder, "remainder", line.line_id,
+                                            f"line {line.line_id}")
+        if order.shipping and order.shipping.amount_minor:
+            allocations += self._round_pool(order.shipping.amount_minor, shipping_pieces,
+                                            order.shipping.logistics_party_id,
+                                            "shipping_remainder", None, "shipping")
+        allocations += subsidies
+        allocations += self._psp_fee(order, pools)
+        plan = SplitPlan(order.order_id, order.currency, order.total_minor, rs.version,
+                         tuple(a for a in allocations if a.amount_minor))
+        self._check_constraints(order, plan)
+        return plan
+
+    def _line_pieces(self, order: Order, line: OrderLine, pool: int,
+                     parties: Mapping[str, Party], facts: SplitFacts) -> list[_Piece]:
+        bases = {Basis.LINE_GROSS: line.gross_minor, Basis.LINE_NET: pool,
+                 Basis.LINE_PAID: line.net_minor}
+        decided: set[str] = set()
+        pieces: list[_Piece] = []
+        for rule in self.candidates(line.category):
+            if not matches(rule.when, order, line, parties):
+                continue
+            for share in rule.shares:
+                key = str(share.to)
+                if not share.line_scoped or key in decided:
+                    continue
+                decided.add(key)
+                party_id = self._resolve(share.to, order, line, parties)
+                if party_id is not None:
+                    pieces.append(self._piece(share, rule, party_id, bases[share.of], line,
+                                              parties, facts))
+        return pieces
+
+    def _order_pieces(self, order: Order, parties: Mapping[str, Party], facts: SplitFacts
+                      ) -> tuple[list[_Piece], list[_Piece]]:
+        shipping = order.shipping.amount_minor if order.shipping else 0
+        bases = {Basis.SHIPPING: shipping, Basis.ORDER_TOTAL: order.total_minor,
+                 Basis.PSP_FEE: order.psp_fee_minor}
+        decided: set[str] = set()
+        shipping_pieces: list[_Piece] = []
+        spread: list[_Piece] = []
+        for rule in self._order_rules:
+            if not matches(rule.when, order, None, parties):
+                continue
+            for share in rule.shares:
+                key = str(share.to)
+                if share.line_scoped or key in decided:
+                    continue
+                decided.add(key)
+                party_id = self._resolve(share.to, order, None, parties)
+                if party_id is None or not bases[share.of]:
+                    continue  # nobody to pay, or nothing to share (no shipping, no fee)
+                piece = self._piece(share, rule, party_id, bases[share.of], None, parties, facts)
+                (shipping_pieces if share.of is Basis.SHIPPING else spread).append(piece)
+        return shipping_pieces, spread
+
+    def _piece(self, share: Share, rule: Rule, party_id: str, basis_minor: int,
+               line: OrderLine | None, parties: Mapping[str, Party], facts: SplitFacts
+               ) -> _Piece:
+        rate, how = share.bps, ""
+        if share.tiers and line is not None:
+            gmv = facts.merchant_gmv_minor.get((line.merchant_id, share.window_days), 0)
+            tier = [t for t in share.tiers if t.from_gmv_minor <= gmv][-1]
+            rate = tier.bps
+            how = (f" (volume tier from {tier.from_gmv_minor}: merchant GMV {gmv} over "
+                   f"{share.window_days} days)")
+        exact = Fraction(basis_minor * rate, BPS_PER_UNIT) + share.fixed_minor
+        text = f"{rate / 100:g}% of {share.of.value} {basis_minor}{how}"
+        if share.fixed_minor:
+            text += f" + fixed {share.fixed_minor}"
+        if share.min_minor is not None and exact < share.min_minor:
+            exact, text = Fraction(share.min_minor), text + f", raised to the minimum {share.min_minor}"
+        if share.max_minor is not None and exact > share.max_minor:
+            exact, text = Fraction(share.max_minor), text + f", capped at {share.max_minor}"
+        where = f"line {line.line_id}" if line else "the order"
+        if exact > basis_minor:
+            raise SplitRefused(
+                f"rule {rule.rule_id}: share to {share.to} ({float(exact):.2f}) exceeds its "
+                f"basis {share.of.value} {basis_minor} on {where}", rule_id=rule.rule_id)
+        kind = self._kind(share.to, party_id, parties)
+        return _Piece(party_id, kind, exact, rule.rule_id, line.line_id if line else None,
+                      share.of.value, basis_minor, rate, text + f" (rule {rule.rule_id})")
+
+    def _spread(self, spread: list[_Piece], pools: list[tuple[OrderLine, int, list[_Piece]]]
+                ) -> None:
+        """Take order_total / psp_fee shares out of the line pools in proportion."""
+        if not spread:
+            return
+        total_pool = sum(pool for _, pool, _ in pools)
+        if total_pool <= 0:
+            raise SplitRefused("order-level shares need lines with a positive amount")
+        for piece in spread:
+            for line, pool, pieces in pools:
+                if pool:
+                    pieces.append(_Piece(
+                        piece.party_id, piece.kind, piece.exact * pool / total_pool,
+                        piece.rule_id, line.line_id, piece.basis, piece.basis_minor,
+                        piece.rate_bps, piece.explanation + f", line {line.line_id}'s part"))
+
+    def _round_pool(self, pool: int, pieces: list[_Piece], remainder_party: str | None,
+                    remainder_rule: str, line_id: str | None, where: str) -> list[Allocation]:
+        taken = sum((p.exact for p in pieces), Fraction(0))
+        if taken > pool:
+            raise SplitRefused(f"shares on {where} add up to {float(taken):.2f}, more than its "
+                               f"amount {pool}", rule_ids=sorted({p.rule_id for p in pieces}))
+        if remainder_party is None:
+            raise SplitRefused(f"no remainder party for {where}")
+        rest = _Piece(remainder_party, ShareKind.MERCHANT_PROCEEDS if line_id else
+                      ShareKind.SHIPPING, pool - taken, remainder_rule, line_id,
+                      "line_net" if line_id else "shipping", pool, None,
+                      f"what is left of {where} ({pool} less the shares above)")
+        pieces = [*pieces, rest]
+        amounts = allocate_exact(pool, [p.exact for p in pieces])
+        return [Allocation(p.party_id, p.kind, amount, p.rule_id, p.line_id, p.basis,
+                           p.basis_minor, p.rate_bps, p.explanation)
+                for p, amount in zip(pieces, amounts, strict=True)]
+
+    def _psp_fee(self, order: Order, pools: list[tuple[OrderLine, int, list[_Piece]]]
+                 ) -> list[Allocation]:
+        fee, rs = order.psp_fee_minor, self.ruleset
+        if not fee:
+            return []
+        result = [Allocation(rs.psp_party_id, ShareKind.PSP_FEE, fee, "psp_fee", None,
+                             "psp_fee", fee, None, "fee withheld by the payment provider")]
+        by_merchant: dict[str, int] = {}
+        for line, pool, _ in pools:
+            by_merchant[line.merchant_id] = by_merchant.get(line.merchant_id, 0) + pool
+        if rs.psp_fee_bearer == "platform" or not any(by_merchant.values()):
+            return result + [Allocation(rs.platform_party_id, ShareKind.PSP_FEE_BORNE, -fee,
+                                        "psp_fee_bearer", None, "psp_fee", fee, None,
+                                        "the platform bears the payment fee")]
+        merchants = list(by_merchant)
+        for merchant_id, part in zip(merchants, allocate(fee, [by_merchant[m] for m in merchants]),
+                                     strict=True):
+            result.append(Allocation(merchant_id, ShareKind.PSP_FEE_BORNE, -part,
+                                     "psp_fee_bearer", None, "psp_fee", fee, None,
+                                     f"{part} of the {fee} payment fee, in proportion to the "
+                                     "merchant's lines"))
+        return result
+
+    # -- recipients and constraints ------------------------------------------------------------
+    def _resolve(self, to: Recipient, order: Order, line: OrderLine | None,
+                 parties: Mapping[str, Party]) -> str | None:
+        if to.party_id:
+            return to.party_id
+        rs = self.ruleset
+        match to.role:
+            case Role.PLATFORM:
+                return rs.platform_party_id
+            case Role.TAX:
+                return rs.tax_party_id
+            case Role.MERCHANT:
+                return line.merchant_id if line else None
+            case Role.SUPPLIER:
+                return line.supplier_id if line else None
+            case Role.LOGISTICS:
+                return order.shipping.logistics_party_id if order.shipping else None
+            case Role.AFFILIATE:
+                return order.affiliate_id
+            case Role.AFFILIATE_PARENT:
+                affiliate = parties.get(order.affiliate_id or "")
+                return affiliate.parent_party_id if affiliate else None
+        return None
+
+    def _kind(self, to: Recipient, party_id: str, parties: Mapping[str, Party]) -> ShareKind:
+        if to.role is not None:
+            return ROLE_KIND[to.role]
+        party = parties.get(party_id)
+        return PARTY_ROLE_KIND[party.role] if party else ShareKind.COMMISSION
+
+    def _check_constraints(self, order: Order, plan: SplitPlan) -> None:
+        limits = self.ruleset.constraints
+        merchants = {line.merchant_id for line in order.lines}
+        psp = self.ruleset.psp_party_id
+        others = [a for a in plan.allocations if a.amount_minor > 0
+                  and a.party_id not in merchants and a.party_id != psp]
+        cap = limits.max_share_to_others_bps
+        if cap is not None:
+            shared = sum(a.amount_minor for a in others)
+            if shared * BPS_PER_UNIT > cap * plan.total_minor:
+                raise SplitRefused(
+                    f"order {order.order_id} would share {shared} of {plan.total_minor} with "
+                    f"parties other than its merchants, over the {cap / 100:g}% cap",
+                    constraint="max_share_to_others_bps")
+        receivers = {a.party_id for a in others}
+        if limits.max_receivers is not None and len(receivers) > limits.max_receivers:
+            raise SplitRefused(
+                f"order {order.order_id} would pay {len(receivers)} receivers besides its "
+                f"merchants, over the limit of {limits.max_receivers}",
+                constraint="max_receivers")
