@@ -10,6 +10,7 @@ same output.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from decimal import Decimal
@@ -150,20 +151,28 @@ def allocate(total_minor: int, weights: Sequence[int]) -> list[int]:
         raise InvalidAmount("cannot allocate over no parts")
     for weight in weights:
         check_minor(weight, "weight")
-    weight_sum = sum(weights)
-    if weight_sum <= 0:
+    if sum(weights) <= 0:
         raise InvalidAmount("allocation weights must sum to a positive number",
                             weights=list(weights))
-    parts: list[int] = []
-    remainders: list[Fraction] = []
+    return allocate_unchecked(total_minor, weights)
+
+
+def allocate_unchecked(total_minor: int, weights: Sequence[int]) -> list[int]:
+    """``allocate`` without argument checks, for hot paths whose inputs are already integers
+    with a positive sum. All remainders share the denominator ``sum(weights)``, so comparing
+    the integer remainders orders the fractional parts exactly."""
+    weight_sum = sum(weights)
+    parts = []
+    remainders = []
     for weight in weights:
-        numerator = total_minor * weight
-        parts.append(numerator // weight_sum)  # floor, also for negative numerators
-        remainders.append(Fraction(numerator % weight_sum, weight_sum))
+        quotient, remainder = divmod(total_minor * weight, weight_sum)  # floor, also if < 0
+        parts.append(quotient)
+        remainders.append(remainder)
     leftover = total_minor - sum(parts)  # 0 <= leftover < len(weights)
-    by_remainder = sorted(range(len(weights)), key=lambda i: (-remainders[i], i))
-    for index in by_remainder[:leftover]:
-        parts[index] += 1
+    if leftover:
+        by_remainder = sorted(range(len(weights)), key=lambda i: (-remainders[i], i))
+        for index in by_remainder[:leftover]:
+            parts[index] += 1
     return parts
 
 
@@ -174,12 +183,11 @@ def allocate_exact(total_minor: int, exact_parts: Sequence[Fraction]) -> list[in
     check_minor(total_minor, "total_minor")
     if sum(exact_parts) != total_minor:
         raise InvalidAmount("exact parts do not sum to the total")
-    floors = [part.numerator // part.denominator for part in exact_parts]
-    leftover = total_minor - sum(floors)
-    order = sorted(range(len(exact_parts)), key=lambda i: (-(exact_parts[i] - floors[i]), i))
-    for index in order[:leftover]:
-        floors[index] += 1
-    return floors
+    if total_minor == 0:
+        return [0] * len(exact_parts)
+    denominator = math.lcm(*(part.denominator for part in exact_parts))
+    # Parts over a common denominator are the weights whose exact shares of the total they are.
+    return allocate_unchecked(total_minor, [int(part * denominator) for part in exact_parts])
 
 
 def bps_of(amount_minor: int, bps: int) -> Fraction:

@@ -22,11 +22,11 @@ How a plan is made:
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+import math
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
-from fractions import Fraction
 
-from splitledger.domain.money import BPS_PER_UNIT, allocate, allocate_exact
+from splitledger.domain.money import BPS_PER_UNIT, allocate, allocate_unchecked
 from splitledger.domain.orders import Order, OrderLine
 from splitledger.domain.parties import Party, PartyRole
 from splitledger.domain.rules.model import (
@@ -62,11 +62,13 @@ PARTY_ROLE_KIND = {
 
 @dataclass(slots=True)
 class _Piece:
-    """A share before rounding."""
+    """A share before rounding: exactly ``num / den`` minor units (integers, no floats and no
+    Fraction objects on the hot path)."""
 
     party_id: str
     kind: ShareKind
-    exact: Fraction
+    num: int
+    den: int
     rule_id: str
     line_id: str | None
     basis: str
@@ -119,6 +121,65 @@ def _match(m: Match, order: Order, line: OrderLine | None, parties: Mapping[str,
     return m.line_amount is None or m.line_amount.contains(line.gross_minor)
 
 
+Predicate = Callable[[Order, "OrderLine | None", Mapping[str, Party]], bool]
+
+
+def compile_condition(cond: Condition, *, skip_category: bool = False) -> Predicate:
+    """A predicate equivalent to ``matches(cond, ...)`` that tests only the fields the
+    condition sets. ``skip_category``: the caller found the rule through the category index,
+    so its top-level category already matched."""
+    if not isinstance(cond, Match):
+        return lambda order, line, parties: matches(cond, order, line, parties)
+    order_checks: list[Callable[[Order], bool]] = []
+    line_checks: list[Callable[[OrderLine, Mapping[str, Party]], bool]] = []
+    for name in ("channel", "region", "payment_method"):
+        values = getattr(cond, name)
+        if values is not None:
+            allowed = frozenset(values)
+            order_checks.append(lambda o, n=name, a=allowed: getattr(o, n) in a)
+    if cond.has_affiliate is not None:
+        order_checks.append(lambda o, v=cond.has_affiliate: bool(o.affiliate_id) == v)
+    if cond.order_amount is not None:
+        order_checks.append(lambda o, b=cond.order_amount: b.contains(o.total_minor))
+    if cond.time is not None:
+        order_checks.append(lambda o, w=cond.time: w.contains(o.captured_at))
+    if cond.tags is not None:
+        order_checks.append(lambda o, t=frozenset(cond.tags): not t.isdisjoint(o.tags))
+    if cond.category is not None and not skip_category:
+        prefixes = tuple(c.strip("/") for c in cond.category)
+        line_checks.append(lambda ln, p, c=prefixes: any(
+            ln.category.strip("/") == x or ln.category.strip("/").startswith(x + "/") for x in c))
+    if cond.merchant is not None:
+        line_checks.append(lambda ln, p, a=frozenset(cond.merchant): ln.merchant_id in a)
+    if cond.supplier is not None:
+        line_checks.append(lambda ln, p, a=frozenset(cond.supplier): ln.supplier_id in a)
+    if cond.merchant_tier is not None:
+        def tier_ok(ln: OrderLine, p: Mapping[str, Party], a=frozenset(cond.merchant_tier)
+                    ) -> bool:
+            merchant = p.get(ln.merchant_id)
+            return merchant is not None and merchant.tier in a
+        line_checks.append(tier_ok)
+    if cond.has_supplier is not None:
+        line_checks.append(lambda ln, p, v=cond.has_supplier: bool(ln.supplier_id) == v)
+    if cond.line_amount is not None:
+        line_checks.append(lambda ln, p, b=cond.line_amount: b.contains(ln.gross_minor))
+    if not order_checks and not line_checks:
+        return lambda order, line, parties: True
+
+    def predicate(order: Order, line: OrderLine | None, parties: Mapping[str, Party]) -> bool:
+        for check in order_checks:
+            if not check(order):
+                return False
+        if line is None:
+            return True
+        for line_check in line_checks:
+            if not line_check(line, parties):
+                return False
+        return True
+
+    return predicate
+
+
 class RulesPolicy:
     """A ruleset compiled for splitting: validated once, rules indexed by category."""
 
@@ -142,6 +203,10 @@ class RulesPolicy:
         self._order_rules = [r for r in self._ranked if any(not s.line_scoped for s in r.shares)]
         self._candidates: dict[str, list[Rule]] = {}
         self._funders = ruleset.funder_overrides
+        indexed = {id(rule) for rules in self._by_category.values() for rule in rules}
+        self._line_predicate = {id(r): compile_condition(r.when, skip_category=id(r) in indexed)
+                                for r in self._ranked}
+        self._order_predicate = {id(r): compile_condition(r.when) for r in self._order_rules}
 
     @property
     def version(self) -> str:
@@ -212,8 +277,9 @@ class RulesPolicy:
                  Basis.LINE_PAID: line.net_minor}
         decided: set[str] = set()
         pieces: list[_Piece] = []
+        predicates = self._line_predicate
         for rule in self.candidates(line.category):
-            if not matches(rule.when, order, line, parties):
+            if not predicates[id(rule)](order, line, parties):
                 continue
             for share in rule.shares:
                 key = str(share.to)
@@ -235,7 +301,7 @@ class RulesPolicy:
         shipping_pieces: list[_Piece] = []
         spread: list[_Piece] = []
         for rule in self._order_rules:
-            if not matches(rule.when, order, None, parties):
+            if not self._order_predicate[id(rule)](order, None, parties):
                 continue
             for share in rule.shares:
                 key = str(share.to)
@@ -259,21 +325,23 @@ class RulesPolicy:
             rate = tier.bps
             how = (f" (volume tier from {tier.from_gmv_minor}: merchant GMV {gmv} over "
                    f"{share.window_days} days)")
-        exact = Fraction(basis_minor * rate, BPS_PER_UNIT) + share.fixed_minor
+        num = basis_minor * rate + share.fixed_minor * BPS_PER_UNIT  # over BPS_PER_UNIT
         text = f"{rate / 100:g}% of {share.of.value} {basis_minor}{how}"
         if share.fixed_minor:
             text += f" + fixed {share.fixed_minor}"
-        if share.min_minor is not None and exact < share.min_minor:
-            exact, text = Fraction(share.min_minor), text + f", raised to the minimum {share.min_minor}"
-        if share.max_minor is not None and exact > share.max_minor:
-            exact, text = Fraction(share.max_minor), text + f", capped at {share.max_minor}"
-        where = f"line {line.line_id}" if line else "the order"
-        if exact > basis_minor:
+        if share.min_minor is not None and num < share.min_minor * BPS_PER_UNIT:
+            num = share.min_minor * BPS_PER_UNIT
+            text += f", raised to the minimum {share.min_minor}"
+        if share.max_minor is not None and num > share.max_minor * BPS_PER_UNIT:
+            num, text = share.max_minor * BPS_PER_UNIT, text + f", capped at {share.max_minor}"
+        if num > basis_minor * BPS_PER_UNIT:
+            where = f"line {line.line_id}" if line else "the order"
             raise SplitRefused(
-                f"rule {rule.rule_id}: share to {share.to} ({float(exact):.2f}) exceeds its "
-                f"basis {share.of.value} {basis_minor} on {where}", rule_id=rule.rule_id)
+                f"rule {rule.rule_id}: share to {share.to} ({num / BPS_PER_UNIT:.2f}) exceeds "
+                f"its basis {share.of.value} {basis_minor} on {where}", rule_id=rule.rule_id)
         kind = self._kind(share.to, party_id, parties)
-        return _Piece(party_id, kind, exact, rule.rule_id, line.line_id if line else None,
+        return _Piece(party_id, kind, num, BPS_PER_UNIT, rule.rule_id,
+                      line.line_id if line else None,
                       share.of.value, basis_minor, rate, text + f" (rule {rule.rule_id})")
 
     def _spread(self, spread: list[_Piece], pools: list[tuple[OrderLine, int, list[_Piece]]]
@@ -288,24 +356,29 @@ class RulesPolicy:
             for line, pool, pieces in pools:
                 if pool:
                     pieces.append(_Piece(
-                        piece.party_id, piece.kind, piece.exact * pool / total_pool,
+                        piece.party_id, piece.kind, piece.num * pool, piece.den * total_pool,
                         piece.rule_id, line.line_id, piece.basis, piece.basis_minor,
                         piece.rate_bps, piece.explanation + f", line {line.line_id}'s part"))
 
     def _round_pool(self, pool: int, pieces: list[_Piece], remainder_party: str | None,
                     remainder_rule: str, line_id: str | None, where: str) -> list[Allocation]:
-        taken = sum((p.exact for p in pieces), Fraction(0))
-        if taken > pool:
-            raise SplitRefused(f"shares on {where} add up to {float(taken):.2f}, more than its "
+        den = math.lcm(*(p.den for p in pieces)) if pieces else 1
+        nums = [p.num * (den // p.den) for p in pieces]
+        taken = sum(nums)
+        if taken > pool * den:
+            raise SplitRefused(f"shares on {where} add up to {taken / den:.2f}, more than its "
                                f"amount {pool}", rule_ids=sorted({p.rule_id for p in pieces}))
         if remainder_party is None:
             raise SplitRefused(f"no remainder party for {where}")
         rest = _Piece(remainder_party, ShareKind.MERCHANT_PROCEEDS if line_id else
-                      ShareKind.SHIPPING, pool - taken, remainder_rule, line_id,
+                      ShareKind.SHIPPING, pool * den - taken, den, remainder_rule, line_id,
                       "line_net" if line_id else "shipping", pool, None,
                       f"what is left of {where} ({pool} less the shares above)")
-        pieces = [*pieces, rest]
-        amounts = allocate_exact(pool, [p.exact for p in pieces])
+        pieces.append(rest)
+        nums.append(rest.num)
+        # Numerators over one denominator are weights whose exact shares of the pool they are:
+        # the one rounding rule (largest remainder, ties to the earlier share) applies as is.
+        amounts = allocate_unchecked(pool, nums) if pool else [0] * len(nums)
         return [Allocation(p.party_id, p.kind, amount, p.rule_id, p.line_id, p.basis,
                            p.basis_minor, p.rate_bps, p.explanation)
                 for p, amount in zip(pieces, amounts, strict=True)]
