@@ -1,0 +1,1 @@
+"""The ``splitledger`` command line (Typer)."""
