@@ -33,16 +33,16 @@ from rich.progress import (
 from splitledger.demo.marketplace import (
     AFFILIATES,
     CATEGORIES,
-    RULES_APPROVER,
-    RULES_DRAFTER,
-    demo_rules,
     LOGISTICS,
     PLATFORM_ID,
     PSP_FEE_BPS,
+    RULES_APPROVER,
+    RULES_DRAFTER,
     SUPPLIER_FOR_SEGMENT,
     Marketplace,
     bank_for,
     build_marketplace,
+    demo_rules,
 )
 from splitledger.domain.lifecycle import ChargebackPolicy
 from splitledger.domain.money import BPS_PER_UNIT
