@@ -231,7 +231,7 @@ def ruleset_from_data(data: Any, *, lines: dict[tuple[Any, ...], int] | None = N
     for problem in validate_ruleset(ruleset):
         if (problem.rule_id, problem.field) in known:
             continue  # already reported, with more detail, while converting
-        path = _path_of(problem.rule_id, problem.field, ids)
+        path = _path_of(problem.rule_id, problem.field, ids, problem.rule_index)
         problems.append({**problem.as_dict(), "path": path})
     if problems:
         for problem in problems:
@@ -281,22 +281,26 @@ def _problem_from_pydantic(err: Any, data: Any, lines: dict[tuple[Any, ...], int
             rule_id = data["rules"][loc[1]].get("id")
         except (AttributeError, IndexError, KeyError, TypeError):
             rule_id = None
-    # Drop pydantic's union-branch names (e.g. "str", "list[str]") from the field path.
-    names = [str(p) for p in (loc[2:] if rule_id is not None or (len(loc) >= 2 and
-             loc[0] == "rules") else loc)]
-    field = ".".join(n for n in names if n not in ("str", "list[str]"))
-    problem: dict[str, Any] = {"rule_id": rule_id, "field": field.replace(".[", "["),
-                               "message": err["msg"]}
+    # Drop pydantic's union-branch names (e.g. "str", "list[str]") from the field path, and
+    # write list positions as the domain does: shares[0].bps.
+    field = ""
+    for part in (loc[2:] if rule_id is not None or (len(loc) >= 2 and loc[0] == "rules")
+                 else loc):
+        if part in ("str", "list[str]"):
+            continue
+        field += f"[{part}]" if isinstance(part, int) else f".{part}" if field else str(part)
+    problem: dict[str, Any] = {"rule_id": rule_id, "field": field, "message": err["msg"]}
     line = _line_for(loc, lines)
     if line is not None:
         problem["line"] = line
     return problem
 
 
-def _path_of(rule_id: str | None, field: str, ids: list[str]) -> tuple[Any, ...]:
+def _path_of(rule_id: str | None, field: str, ids: list[str], index: int | None = None
+             ) -> tuple[Any, ...]:
     if rule_id is None or rule_id not in ids:
         return tuple(field.split(".")) if field else ()
-    path: list[Any] = ["rules", ids.index(rule_id)]
+    path: list[Any] = ["rules", ids.index(rule_id) if index is None else index]
     for part in field.replace("]", "").split("."):
         name, _, number = part.partition("[")
         path.append(name)

@@ -110,7 +110,8 @@ def _match(m: Match, order: Order, line: OrderLine | None, parties: Mapping[str,
         return True
     if m.category is not None:
         path = line.category.strip("/")
-        if not any(path == c or path.startswith(c + "/") for c in m.category):
+        if not any(path == c.strip("/") or path.startswith(c.strip("/") + "/")
+                   for c in m.category):
             return False
     merchant = parties.get(line.merchant_id)
     if not (_in(m.merchant, line.merchant_id) and _in(m.supplier, line.supplier_id)
@@ -346,19 +347,34 @@ class RulesPolicy:
 
     def _spread(self, spread: list[_Piece], pools: list[tuple[OrderLine, int, list[_Piece]]]
                 ) -> None:
-        """Take order_total / psp_fee shares out of the line pools in proportion."""
+        """Take order_total / psp_fee shares out of the line pools in proportion.
+
+        Each share is rounded once as a whole (the one rounding rule over the lines' total),
+        then its whole minor units are spread over the lines by the same rule: a share keeps
+        its exact total, fixed amount and caps however many lines it is spread over (rounding
+        each line's fraction separately could lose or add a unit per line)."""
         if not spread:
             return
-        total_pool = sum(pool for _, pool, _ in pools)
+        weights = [pool for _, pool, _ in pools]
+        total_pool = sum(weights)
         if total_pool <= 0:
             raise SplitRefused("order-level shares need lines with a positive amount")
-        for piece in spread:
-            for line, pool, pieces in pools:
+        den = math.lcm(*(p.den for p in spread))
+        nums = [p.num * (den // p.den) for p in spread]
+        rest = total_pool * den - sum(nums)
+        if rest < 0:
+            raise SplitRefused(f"order-level shares add up to {sum(nums) / den:.2f}, more than "
+                               f"the order's lines {total_pool}",
+                               rule_ids=sorted({p.rule_id for p in spread}))
+        totals = allocate_unchecked(total_pool, [*nums, rest])[:-1]
+        for piece, amount in zip(spread, totals, strict=True):
+            parts = allocate_unchecked(amount, weights) if amount else [0] * len(weights)
+            for (line, pool, pieces), part in zip(pools, parts, strict=True):
                 if pool:
                     pieces.append(_Piece(
-                        piece.party_id, piece.kind, piece.num * pool, piece.den * total_pool,
-                        piece.rule_id, line.line_id, piece.basis, piece.basis_minor,
-                        piece.rate_bps, piece.explanation + f", line {line.line_id}'s part"))
+                        piece.party_id, piece.kind, part, 1, piece.rule_id, line.line_id,
+                        piece.basis, piece.basis_minor, piece.rate_bps,
+                        piece.explanation + f", line {line.line_id}'s part"))
 
     def _round_pool(self, pool: int, pieces: list[_Piece], remainder_party: str | None,
                     remainder_rule: str, line_id: str | None, where: str) -> list[Allocation]:

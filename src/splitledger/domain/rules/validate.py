@@ -8,7 +8,7 @@ result for an order matching both would depend on rule order, and the ruleset is
 
 from __future__ import annotations
 
-from dataclasses import dataclass, fields
+from dataclasses import dataclass, field, fields, replace
 from itertools import combinations
 
 from splitledger.domain.money import BPS_PER_UNIT
@@ -34,9 +34,13 @@ FUNDERS = ("platform", "merchant")
 
 @dataclass(frozen=True, slots=True)
 class Problem:
+    """``rule_index``: the rule's position in the file, so that adapters can point at the right
+    rule even when an id is duplicated."""
+
     rule_id: str | None
     field: str
     message: str
+    rule_index: int | None = field(default=None, compare=False)
 
     def as_dict(self) -> dict[str, str | None]:
         return {"rule_id": self.rule_id, "field": self.field, "message": self.message}
@@ -80,9 +84,9 @@ def validate_ruleset(ruleset: Ruleset) -> list[Problem]:
         if not rule.rule_id.strip():
             problems.append(Problem(None, f"rules[{index}].id", "every rule needs an id"))
         elif rule.rule_id in seen:
-            problems.append(Problem(rule.rule_id, "id", "duplicate rule id"))
+            problems.append(Problem(rule.rule_id, "id", "duplicate rule id", index))
         seen.add(rule.rule_id)
-        problems.extend(_check_rule(rule))
+        problems.extend(replace(p, rule_index=index) for p in _check_rule(rule))
     problems.extend(_check_overlaps(ruleset.rules))
     return problems
 
@@ -139,6 +143,9 @@ def _check_share(share: Share) -> list[tuple[str, str]]:
     if share.max_minor is not None and share.fixed_minor > share.max_minor:
         problems.append(("fixed_minor", "the fixed amount alone breaks the maximum cap"))
     if share.tiers:
+        if not share.line_scoped:
+            problems.append(("tiers", "volume tiers use the line's merchant GMV: they need a "
+                                      "line basis (line_net, line_gross or line_paid)"))
         if share.bps:
             problems.append(("tiers", "give either bps or tiers, not both"))
         if share.tiers[0].from_gmv_minor != 0:
@@ -161,7 +168,8 @@ def _check_condition(cond: Condition, path: str = "") -> list[tuple[str, str]]:
         name = "all" if isinstance(cond, AllOf) else "any"
         if not cond.items:
             return [(f"{path}{name}", "must list at least one condition")]
-        return [p for i, c in enumerate(cond.items) for p in _check_condition(c, f"{path}{name}[{i}].")]
+        return [p for i, c in enumerate(cond.items)
+                for p in _check_condition(c, f"{path}{name}[{i}].")]
     if isinstance(cond, Not):
         return _check_condition(cond.item, f"{path}not.")
     problems: list[tuple[str, str]] = []
@@ -189,11 +197,43 @@ def _uses_line_fields(cond: Condition) -> bool:
 
 # -- overlap ------------------------------------------------------------------------------------
 
+def _top_categories(cond: Condition) -> frozenset[str] | None:
+    """The first path segments of a rule's top-level categories (None: not a category rule).
+    Two categories can only be prefix-related if they share the first segment."""
+    if not isinstance(cond, Match) or cond.category is None:
+        return None
+    return frozenset(c.strip("/").split("/")[0] for c in cond.category)
+
+
+def _candidate_pairs(rules: tuple[Rule, ...]) -> list[tuple[int, int]]:
+    """Pairs of equal priority that may overlap. Category rules are bucketed by their top
+    segment: rules without a common one are disjoint anyway, and a table of thousands of
+    category rules must not cost millions of comparisons."""
+    groups: dict[int, list[int]] = {}
+    for index, rule in enumerate(rules):
+        groups.setdefault(rule.priority, []).append(index)
+    pairs: set[tuple[int, int]] = set()
+    for members in groups.values():
+        buckets: dict[str, list[int]] = {}
+        anywhere: list[int] = []
+        for index in members:
+            tops = _top_categories(rules[index].when)
+            if tops is None:
+                anywhere.append(index)
+            else:
+                for top in tops:
+                    buckets.setdefault(top, []).append(index)
+        for i in anywhere:
+            pairs.update((min(i, j), max(i, j)) for j in members if j != i)
+        for bucket in buckets.values():
+            pairs.update(combinations(bucket, 2))
+    return sorted(pairs)
+
+
 def _check_overlaps(rules: tuple[Rule, ...]) -> list[Problem]:
     problems = []
-    for a, b in combinations(rules, 2):
-        if a.priority != b.priority:
-            continue
+    for i, j in _candidate_pairs(rules):
+        a, b = rules[i], rules[j]
         common = ({(str(s.to), s.line_scoped) for s in a.shares}
                   & {(str(s.to), s.line_scoped) for s in b.shares})
         if common and not disjoint(a.when, b.when):
@@ -201,7 +241,7 @@ def _check_overlaps(rules: tuple[Rule, ...]) -> list[Problem]:
             problems.append(Problem(
                 b.rule_id, "priority",
                 f"overlaps rule {a.rule_id} at the same priority {a.priority} for {who}: give "
-                "one a higher priority or make their conditions exclusive"))
+                "one a higher priority or make their conditions exclusive", j))
     return problems
 
 
