@@ -134,6 +134,9 @@ def validate_order(order: Order) -> None:
     """Refuse an order that cannot be split honestly; raise the first problem found."""
     if not order.order_id or len(order.order_id) > 128:
         raise ValidationError("order_id must be 1 to 128 characters", field="order_id")
+    if not isinstance(order.captured_at, datetime) or order.captured_at.utcoffset() is None:
+        raise ValidationError("captured_at needs a time zone (for example 2026-11-11T10:00:00Z)",
+                              field="captured_at")
     check_currency(order.currency)
     if not order.lines:
         raise ValidationError("an order needs at least one line", field="lines")

@@ -58,7 +58,12 @@ class SettlementRun:
 
 def run_settlement(ctx: Context, period_end: datetime, *, party_ids: list[str] | None = None,
                    ignore_schedule: bool = False, progress: Any = None) -> SettlementRun:
-    """Settle every settling party whose schedule closes a period at ``period_end``."""
+    """Settle every settling party whose schedule closes a period at ``period_end``.
+
+    Raises ValidationError (a period without a time zone, or one that has not ended)."""
+    if period_end.utcoffset() is None:
+        raise ValidationError("period_end needs a time zone (for example 2026-11-09T00:00:00Z)",
+                              field="period_end")
     if period_end > ctx.now():
         raise ValidationError("cannot settle a period that has not ended yet", field="period_end")
     with ctx.uow() as uow:
