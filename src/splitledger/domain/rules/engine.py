@@ -181,6 +181,54 @@ def compile_condition(cond: Condition, *, skip_category: bool = False) -> Predic
     return predicate
 
 
+_LINE_NET, _LINE_GROSS = Basis.LINE_NET, Basis.LINE_GROSS
+REMAINDER_TEXT = "what is left of the line after the shares above"
+SHIPPING_REMAINDER_TEXT = "what is left of the shipping charge after the shares above"
+DECISION_CACHE_SIZE = 100_000  # distinct line shapes remembered per compiled ruleset
+
+
+def _conditions(cond: Condition) -> list[Match]:
+    if isinstance(cond, Match):
+        return [cond]
+    if isinstance(cond, Not):
+        return _conditions(cond.item)
+    return [m for item in cond.items for m in _conditions(item)]
+
+
+def _fact_key_function(rules: tuple[Rule, ...]
+                       ) -> Callable[[Order, OrderLine, Mapping[str, Party]], tuple[object, ...]]:
+    """A function giving, for a line, the tuple of every fact some condition of ``rules`` can
+    test: equal tuples mean every condition evaluates alike. Amount bands and time windows
+    enter as which of them contain the line's amount or the capture time, not as the values."""
+    matches_ = [m for rule in rules for m in _conditions(rule.when)]
+    used = {name for m in matches_ for name in Match.__dataclass_fields__
+            if getattr(m, name) is not None}
+    line_bands = list(dict.fromkeys(m.line_amount for m in matches_ if m.line_amount))
+    order_bands = list(dict.fromkeys(m.order_amount for m in matches_ if m.order_amount))
+    windows = list(dict.fromkeys(m.time for m in matches_ if m.time))
+    getters: list[Callable[[Order, OrderLine, Mapping[str, Party]], object]] = [
+        lambda o, ln, p: ln.category]
+    simple = {
+        "merchant": lambda o, ln, p: ln.merchant_id,
+        "supplier": lambda o, ln, p: ln.supplier_id,
+        "has_supplier": lambda o, ln, p: bool(ln.supplier_id),
+        "has_affiliate": lambda o, ln, p: bool(o.affiliate_id),
+        "channel": lambda o, ln, p: o.channel,
+        "region": lambda o, ln, p: o.region,
+        "payment_method": lambda o, ln, p: o.payment_method,
+        "tags": lambda o, ln, p: o.tags,
+        "merchant_tier": lambda o, ln, p: getattr(p.get(ln.merchant_id), "tier", None),
+    }
+    getters += [getter for name, getter in simple.items() if name in used]
+    if line_bands:
+        getters.append(lambda o, ln, p: tuple(b.contains(ln.gross_minor) for b in line_bands))
+    if order_bands:
+        getters.append(lambda o, ln, p: tuple(b.contains(o.total_minor) for b in order_bands))
+    if windows:
+        getters.append(lambda o, ln, p: tuple(w.contains(o.captured_at) for w in windows))
+    return lambda o, ln, p: tuple(getter(o, ln, p) for getter in getters)
+
+
 class RulesPolicy:
     """A ruleset compiled for splitting: validated once, rules indexed by category."""
 
@@ -208,6 +256,13 @@ class RulesPolicy:
         self._line_predicate = {id(r): compile_condition(r.when, skip_category=id(r) in indexed)
                                 for r in self._ranked}
         self._order_predicate = {id(r): compile_condition(r.when) for r in self._order_rules}
+        self._fact_key = _fact_key_function(ruleset.rules)
+        limits = ruleset.constraints
+        self._constrained = (limits.max_share_to_others_bps is not None
+                             or limits.max_receivers is not None)
+        self._rate_text = {id(s): f"{s.bps / 100:g}% of {s.of.value} (rule {r.rule_id})"
+                           for r in ruleset.rules for s in r.shares}
+        self._decisions: dict[tuple[object, ...], list[tuple[Rule, Share, str]]] = {}
 
     @property
     def version(self) -> str:
@@ -243,10 +298,15 @@ class RulesPolicy:
         rs = self.ruleset
         pools: list[tuple[OrderLine, int, list[_Piece]]] = []
         subsidies: list[Allocation] = []
+        funders = self._funders
         for line in order.lines:
-            platform_funded = sum(d.amount_minor for d in line.discounts
-                                  if self._funders.get(d.kind, d.funded_by.value) == "platform")
-            pool = line.gross_minor - (line.discount_minor() - platform_funded)
+            pool = line.quantity * line.unit_price_minor
+            platform_funded = 0
+            for discount in line.discounts:
+                if funders.get(discount.kind, discount.funded_by.value) == "platform":
+                    platform_funded += discount.amount_minor
+                else:
+                    pool -= discount.amount_minor
             pools.append((line, pool, self._line_pieces(order, line, pool, parties, facts)))
             if platform_funded:
                 subsidies.append(Allocation(
@@ -254,49 +314,68 @@ class RulesPolicy:
                     "discount_funding", line.line_id, "platform_funded_discount",
                     platform_funded, None,
                     f"platform-funded discounts of {platform_funded} on line {line.line_id}"))
-        shipping_pieces, spread = self._order_pieces(order, parties, facts)
+        total = order.total_minor
+        shipping_pieces, spread = self._order_pieces(order, total, parties, facts)
         allocations: list[Allocation] = []
         self._spread(spread, pools)
         for line, pool, pieces in pools:
             remainder = self._resolve(rs.remainder, order, line, parties)
-            allocations += self._round_pool(pool, pieces, remainder, "remainder", line.line_id,
-                                            f"line {line.line_id}")
+            allocations += self._round_pool(pool, pieces, remainder, "remainder", line.line_id)
         if order.shipping and order.shipping.amount_minor:
             allocations += self._round_pool(order.shipping.amount_minor, shipping_pieces,
                                             order.shipping.logistics_party_id,
-                                            "shipping_remainder", None, "shipping")
+                                            "shipping_remainder", None)
         allocations += subsidies
         allocations += self._psp_fee(order, pools)
-        plan = SplitPlan(order.order_id, order.currency, order.total_minor, rs.version,
+        plan = SplitPlan(order.order_id, order.currency, total, rs.version,
                          tuple(a for a in allocations if a.amount_minor))
-        self._check_constraints(order, plan)
+        if self._constrained:
+            self._check_constraints(order, plan)
         return plan
 
-    def _line_pieces(self, order: Order, line: OrderLine, pool: int,
-                     parties: Mapping[str, Party], facts: SplitFacts) -> list[_Piece]:
-        bases = {Basis.LINE_GROSS: line.gross_minor, Basis.LINE_NET: pool,
-                 Basis.LINE_PAID: line.net_minor}
+    def line_decisions(self, order: Order, line: OrderLine, parties: Mapping[str, Party]
+                       ) -> list[tuple[Rule, Share, str]]:
+        """The (rule, share, recipient key) deciding each recipient of a line's shares.
+
+        Memoised on the facts the ruleset's conditions can look at (see ``_fact_key_function``):
+        two lines with equal facts are decided alike, so each shape of line is matched once.
+        """
+        key = self._fact_key(order, line, parties)
+        found = self._decisions.get(key)
+        if found is not None:
+            return found
         decided: set[str] = set()
-        pieces: list[_Piece] = []
+        found = []
         predicates = self._line_predicate
         for rule in self.candidates(line.category):
             if not predicates[id(rule)](order, line, parties):
                 continue
             for share in rule.shares:
-                key = str(share.to)
-                if not share.line_scoped or key in decided:
-                    continue
-                decided.add(key)
-                party_id = self._resolve(share.to, order, line, parties)
-                if party_id is not None:
-                    pieces.append(self._piece(share, rule, party_id, bases[share.of], line,
-                                              parties, facts))
+                recipient = str(share.to)
+                if share.line_scoped and recipient not in decided:
+                    decided.add(recipient)
+                    found.append((rule, share, recipient))
+        if len(self._decisions) >= DECISION_CACHE_SIZE:
+            self._decisions.clear()
+        self._decisions[key] = found
+        return found
+
+    def _line_pieces(self, order: Order, line: OrderLine, pool: int,
+                     parties: Mapping[str, Party], facts: SplitFacts) -> list[_Piece]:
+        pieces: list[_Piece] = []
+        for rule, share, _ in self.line_decisions(order, line, parties):
+            party_id = self._resolve(share.to, order, line, parties)
+            if party_id is not None:
+                of = share.of
+                basis = (pool if of is _LINE_NET else line.gross_minor if of is _LINE_GROSS
+                         else line.net_minor)
+                pieces.append(self._piece(share, rule, party_id, basis, line, parties, facts))
         return pieces
 
-    def _order_pieces(self, order: Order, parties: Mapping[str, Party], facts: SplitFacts
-                      ) -> tuple[list[_Piece], list[_Piece]]:
+    def _order_pieces(self, order: Order, total: int, parties: Mapping[str, Party],
+                      facts: SplitFacts) -> tuple[list[_Piece], list[_Piece]]:
         shipping = order.shipping.amount_minor if order.shipping else 0
-        bases = {Basis.SHIPPING: shipping, Basis.ORDER_TOTAL: order.total_minor,
+        bases = {Basis.SHIPPING: shipping, Basis.ORDER_TOTAL: total,
                  Basis.PSP_FEE: order.psp_fee_minor}
         decided: set[str] = set()
         shipping_pieces: list[_Piece] = []
@@ -327,14 +406,21 @@ class RulesPolicy:
             how = (f" (volume tier from {tier.from_gmv_minor}: merchant GMV {gmv} over "
                    f"{share.window_days} days)")
         num = basis_minor * rate + share.fixed_minor * BPS_PER_UNIT  # over BPS_PER_UNIT
-        text = f"{rate / 100:g}% of {share.of.value} {basis_minor}{how}"
+        # The basis amount is recorded beside the text (basis_minor), so the usual text is fixed
+        # per share and costs nothing to build.
+        text = f"{rate / 100:g}% of {share.of.value}{how}" if how else ""
         if share.fixed_minor:
-            text += f" + fixed {share.fixed_minor}"
+            text = (text or f"{share.bps / 100:g}% of {share.of.value}") + \
+                f" + fixed {share.fixed_minor}"
         if share.min_minor is not None and num < share.min_minor * BPS_PER_UNIT:
             num = share.min_minor * BPS_PER_UNIT
-            text += f", raised to the minimum {share.min_minor}"
+            text = (text or f"{share.bps / 100:g}% of {share.of.value}") + \
+                f", raised to the minimum {share.min_minor}"
         if share.max_minor is not None and num > share.max_minor * BPS_PER_UNIT:
-            num, text = share.max_minor * BPS_PER_UNIT, text + f", capped at {share.max_minor}"
+            num = share.max_minor * BPS_PER_UNIT
+            text = (text or f"{share.bps / 100:g}% of {share.of.value}") + \
+                f", capped at {share.max_minor}"
+        text = f"{text} (rule {rule.rule_id})" if text else self._rate_text[id(share)]
         if num > basis_minor * BPS_PER_UNIT:
             where = f"line {line.line_id}" if line else "the order"
             raise SplitRefused(
@@ -343,7 +429,7 @@ class RulesPolicy:
         kind = self._kind(share.to, party_id, parties)
         return _Piece(party_id, kind, num, BPS_PER_UNIT, rule.rule_id,
                       line.line_id if line else None,
-                      share.of.value, basis_minor, rate, text + f" (rule {rule.rule_id})")
+                      share.of.value, basis_minor, rate, text)
 
     def _spread(self, spread: list[_Piece], pools: list[tuple[OrderLine, int, list[_Piece]]]
                 ) -> None:
@@ -377,27 +463,32 @@ class RulesPolicy:
                         piece.explanation + f", line {line.line_id}'s part"))
 
     def _round_pool(self, pool: int, pieces: list[_Piece], remainder_party: str | None,
-                    remainder_rule: str, line_id: str | None, where: str) -> list[Allocation]:
-        den = math.lcm(*(p.den for p in pieces)) if pieces else 1
-        nums = [p.num * (den // p.den) for p in pieces]
+                    remainder_rule: str, line_id: str | None) -> list[Allocation]:
+        if all(p.den == BPS_PER_UNIT for p in pieces):  # no order-level part: the usual case
+            den = BPS_PER_UNIT
+            nums = [p.num for p in pieces]
+        else:
+            den = math.lcm(*(p.den for p in pieces))
+            nums = [p.num * (den // p.den) for p in pieces]
         taken = sum(nums)
         if taken > pool * den:
+            where = f"line {line_id}" if line_id else "shipping"
             raise SplitRefused(f"shares on {where} add up to {taken / den:.2f}, more than its "
                                f"amount {pool}", rule_ids=sorted({p.rule_id for p in pieces}))
         if remainder_party is None:
-            raise SplitRefused(f"no remainder party for {where}")
-        rest = _Piece(remainder_party, ShareKind.MERCHANT_PROCEEDS if line_id else
-                      ShareKind.SHIPPING, pool * den - taken, den, remainder_rule, line_id,
-                      "line_net" if line_id else "shipping", pool, None,
-                      f"what is left of {where} ({pool} less the shares above)")
-        pieces.append(rest)
-        nums.append(rest.num)
+            raise SplitRefused(f"no remainder party for line {line_id}")
+        nums.append(pool * den - taken)  # the remainder's exact share
         # Numerators over one denominator are weights whose exact shares of the pool they are:
         # the one rounding rule (largest remainder, ties to the earlier share) applies as is.
         amounts = allocate_unchecked(pool, nums) if pool else [0] * len(nums)
-        return [Allocation(p.party_id, p.kind, amount, p.rule_id, p.line_id, p.basis,
-                           p.basis_minor, p.rate_bps, p.explanation)
-                for p, amount in zip(pieces, amounts, strict=True)]
+        result = [Allocation(p.party_id, p.kind, amount, p.rule_id, p.line_id, p.basis,
+                             p.basis_minor, p.rate_bps, p.explanation)
+                  for p, amount in zip(pieces, amounts, strict=False)]  # last: the remainder
+        result.append(Allocation(
+            remainder_party, ShareKind.MERCHANT_PROCEEDS if line_id else ShareKind.SHIPPING,
+            amounts[-1], remainder_rule, line_id, "line_net" if line_id else "shipping", pool,
+            None, REMAINDER_TEXT if line_id else SHIPPING_REMAINDER_TEXT))
+        return result
 
     def _psp_fee(self, order: Order, pools: list[tuple[OrderLine, int, list[_Piece]]]
                  ) -> list[Allocation]:
