@@ -169,7 +169,9 @@ def allocate_unchecked(total_minor: int, weights: Sequence[int]) -> list[int]:
         parts.append(quotient)
         remainders.append(remainder)
     leftover = total_minor - sum(parts)  # 0 <= leftover < len(weights)
-    if leftover:
+    if leftover == 1:  # the common case: the first of the largest remainders, no sort
+        parts[remainders.index(max(remainders))] += 1
+    elif leftover:
         by_remainder = sorted(range(len(weights)), key=lambda i: (-remainders[i], i))
         for index in by_remainder[:leftover]:
             parts[index] += 1

@@ -226,7 +226,7 @@ def _fact_key_function(rules: tuple[Rule, ...]
         getters.append(lambda o, ln, p: tuple(b.contains(o.total_minor) for b in order_bands))
     if windows:
         getters.append(lambda o, ln, p: tuple(w.contains(o.captured_at) for w in windows))
-    return lambda o, ln, p: tuple(getter(o, ln, p) for getter in getters)
+    return lambda o, ln, p: tuple([getter(o, ln, p) for getter in getters])
 
 
 class RulesPolicy:
