@@ -122,7 +122,8 @@ def check_balanced(postings: Iterable[Posting], entry_id: str = "?") -> None:
         check_minor(posting.amount_minor, "posting.amount_minor")
         if posting.amount_minor == 0:
             raise InvariantViolation(f"entry {entry_id}: zero posting to {posting.account}")
-        sums[posting.account.currency] = sums.get(posting.account.currency, 0) + posting.amount_minor
+        currency = posting.account.currency
+        sums[currency] = sums.get(currency, 0) + posting.amount_minor
         count += 1
     if count < 2:
         raise InvariantViolation(f"entry {entry_id}: needs at least two postings")
@@ -136,7 +137,8 @@ def merge_postings(postings: Iterable[Posting]) -> tuple[Posting, ...]:
     sums: dict[AccountRef, int] = {}
     for posting in postings:
         sums[posting.account] = sums.get(posting.account, 0) + posting.amount_minor
-    return tuple(Posting(acc, amt) for acc, amt in sorted(sums.items(), key=lambda kv: str(kv[0])) if amt)
+    ordered = sorted(sums.items(), key=lambda kv: str(kv[0]))
+    return tuple(Posting(acc, amt) for acc, amt in ordered if amt)
 
 
 def transfer(source: AccountRef, destination: AccountRef, owed_minor: int) -> list[Posting]:

@@ -25,7 +25,8 @@ BPS_PER_UNIT = 10_000  # basis points in 100 %
 def check_currency(currency: object) -> str:
     """Return the currency code if it is an active ISO 4217 code, else raise UnknownCurrency."""
     if not isinstance(currency, str) or currency not in EXPONENTS:
-        raise UnknownCurrency(f"unknown currency {currency!r}: expected an ISO 4217 code such as CNY",
+        raise UnknownCurrency(f"unknown currency {currency!r}: expected an ISO 4217 code such "
+                              "as CNY",
                               currency=str(currency))
     return currency
 

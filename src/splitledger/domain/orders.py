@@ -62,7 +62,8 @@ class OrderLine:
         return self.quantity * self.unit_price_minor
 
     def discount_minor(self, funder: Funder | None = None) -> int:
-        return sum(d.amount_minor for d in self.discounts if funder is None or d.funded_by == funder)
+        return sum(d.amount_minor for d in self.discounts
+                   if funder is None or d.funded_by == funder)
 
     @property
     def net_minor(self) -> int:

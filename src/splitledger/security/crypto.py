@@ -58,7 +58,8 @@ class FieldCipher:
 
     def encrypt(self, plaintext: bytes, associated: str) -> tuple[str, bytes]:
         nonce = os.urandom(NONCE_BYTES)
-        sealed = AESGCM(self.keys[self.active_key_id]).encrypt(nonce, plaintext, associated.encode())
+        key = self.keys[self.active_key_id]
+        sealed = AESGCM(key).encrypt(nonce, plaintext, associated.encode())
         return self.active_key_id, nonce + sealed
 
     def decrypt(self, key_id: str, blob: bytes, associated: str) -> bytes:

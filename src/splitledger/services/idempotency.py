@@ -38,7 +38,8 @@ def run_idempotent(ctx: Context, scope: str, key: str | None, request: Any,
     same order first) are retried, and the retry then answers from the committed state.
     """
     if key is not None and not (0 < len(key) <= 255):
-        raise ValidationError("idempotency key must be 1 to 255 characters", field="idempotency_key")
+        raise ValidationError("idempotency key must be 1 to 255 characters",
+                              field="idempotency_key")
     digest = request_hash(request)
     last_error: Exception | None = None
     for _ in range(MAX_ATTEMPTS):

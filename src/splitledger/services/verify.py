@@ -54,7 +54,8 @@ def verify_ledger(ctx: Context, *, max_problems: int = 100) -> VerifyReport:
         for entry_id, expected, found in counts:
             report.problems.append(f"entry {entry_id} has {found} postings, header says {expected}")
         orphans = conn.execute(select(func.count()).select_from(
-            p.outerjoin(e, e.c.entry_id == p.c.entry_id)).where(e.c.entry_id.is_(None))).scalar_one()
+            p.outerjoin(e, e.c.entry_id == p.c.entry_id)).where(e.c.entry_id.is_(None))
+        ).scalar_one()
         if orphans:
             report.problems.append(f"{orphans} postings belong to no entry")
 
