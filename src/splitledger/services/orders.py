@@ -7,7 +7,7 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from splitledger.domain.codec import order_to_dict
-from splitledger.domain.ledger import EntryKind, JournalEntry
+from splitledger.domain.ledger import EntryKind, JournalEntry, Posting
 from splitledger.domain.lifecycle import (
     ChargebackPolicy,
     OrderMoney,
@@ -20,6 +20,7 @@ from splitledger.domain.orders import Order, validate_order
 from splitledger.domain.parties import Party, PartyRole
 from splitledger.domain.split import SplitPlan
 from splitledger.errors import (
+    CurrencyMismatch,
     DuplicateOrder,
     InvalidAmount,
     UnknownOrder,
@@ -59,8 +60,8 @@ def _check_parties(order: Order, parties: dict[str, Party]) -> None:
             raise ValidationError(f"party {party_id} is a {party.role.value}, not a {role.value}",
                                   party_id=party_id)
         if order.currency not in party.currencies:
-            raise ValidationError(f"party {party_id} is not paid in {order.currency}",
-                                  party_id=party_id, currency=order.currency)
+            raise CurrencyMismatch(f"party {party_id} is not paid in {order.currency}",
+                                   party_id=party_id, currency=order.currency)
 
 
 def _plan_summary(plan: SplitPlan) -> list[dict[str, Any]]:
@@ -193,10 +194,10 @@ def _reverse(ctx: Context, kind: str, order_id: str, amount_minor: int, policy: 
     return run_idempotent(ctx, kind, idempotency_key, request, work)
 
 
-def _release_locked(ctx: Context, uow: UnitOfWork, row: Any, now: datetime, why: str
-                    ) -> str | None:
-    money, _ = _order_money(uow, row)
-    postings = release_postings(money)
+def _release_locked(ctx: Context, uow: UnitOfWork, row: Any, now: datetime, why: str,
+                    postings: tuple[Posting, ...] | None = None) -> str | None:
+    if postings is None:
+        postings = release_postings(_order_money(uow, row)[0])
     entry_id = None
     if postings:  # an order refunded in full has nothing left to release
         entry = JournalEntry(new_id(), EntryKind.RELEASE, now, postings, order_id=row.order_id,
@@ -232,10 +233,14 @@ def release_due(ctx: Context, *, batch_size: int = 200, limit: int | None = None
             ids = uow.repo.due_order_ids(now, batch_size)
             if not ids:
                 return released
-            for order_id in ids:
-                row = uow.repo.get_order(order_id, lock=True)
-                if row.released_at is None:
-                    _release_locked(ctx, uow, row, now, "hold ended")
-                    released += 1
+            rows = [uow.repo.get_order(order_id, lock=True) for order_id in ids]
+            due = [(row, release_postings(_order_money(uow, row)[0]))
+                   for row in rows if row.released_at is None]
+            # One transaction posts many entries here: take every account lock up front, in
+            # the one order all writers use, or a concurrent capture can deadlock with it.
+            uow.repo.lock_accounts(p.account for _, postings in due for p in postings)
+            for row, postings in due:
+                _release_locked(ctx, uow, row, now, "hold ended", postings)
+                released += 1
             uow.commit()
     return released

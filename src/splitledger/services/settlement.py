@@ -70,7 +70,8 @@ def run_settlement(ctx: Context, period_end: datetime, *, party_ids: list[str] |
         parties = [p for p in uow.repo.list_parties() if p.settles
                    and (party_ids is None or p.party_id in party_ids)
                    and (ignore_schedule or period_closes_at(p.payout_frequency, period_end))]
-        work = [(p, c) for p in parties for c in uow.repo.party_currencies_with_accounts(p.party_id)]
+        work = [(p, c) for p in parties
+                for c in uow.repo.party_currencies_with_accounts(p.party_id)]
     run = SettlementRun(period_end)
     for party, currency in work:
         outcome = settle_party(ctx, party, currency, period_end)

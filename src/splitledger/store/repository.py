@@ -117,6 +117,23 @@ class Repository:
                 .values(balance_minor=t.accounts.c.balance_minor + deltas[account_id],
                         updated_at=entry.booked_at))
 
+    def lock_accounts(self, refs: Iterable[AccountRef]) -> None:
+        """Lock the accounts (creating missing ones) in account-id order, the order ``post``
+        updates balances in. A transaction that posts several entries calls this first, so
+        that it never holds one account while waiting for another that a writer of a single
+        entry holds. (SQLite serialises writers; nothing to lock there.)
+
+        The lock is FOR NO KEY UPDATE, the one a balance update takes: FOR UPDATE would also
+        block the key-share locks that other writers' postings take on their accounts (the
+        foreign key check), and those are taken in posting order, not in account-id order.
+        """
+        ids = sorted(self.account_ids(sorted(set(refs), key=str)).values())
+        if ids and self.dialect == "postgresql":
+            self.conn.execute(select(t.accounts.c.account_id)
+                              .where(t.accounts.c.account_id.in_(ids))
+                              .order_by(t.accounts.c.account_id)
+                              .with_for_update(key_share=True))
+
     def balance(self, ref: AccountRef, *, lock: bool = False) -> int:
         """Raw (debit-positive) stored balance; 0 for an account never used."""
         stmt = select(t.accounts.c.balance_minor).where(t.accounts.c.code == str(ref))

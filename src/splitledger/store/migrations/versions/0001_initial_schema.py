@@ -276,6 +276,24 @@ POSTGRES_GUARDS = [
     # entry never becomes visible.
     """CREATE CONSTRAINT TRIGGER journal_entries_balanced AFTER INSERT ON journal_entries
        DEFERRABLE INITIALLY DEFERRED FOR EACH ROW EXECUTE FUNCTION splitledger_entry_balanced()""",
+    # The seal above only sees committed headers: a posting inserted by a concurrent
+    # transaction before the header commits would join the entry once both commit. Checked at
+    # commit, every new posting's entry must exist and hold exactly the postings it counts.
+    """CREATE FUNCTION splitledger_posting_counted() RETURNS trigger LANGUAGE plpgsql AS $$
+       DECLARE
+         declared integer;
+         counted integer;
+       BEGIN
+         SELECT posting_count INTO declared FROM journal_entries WHERE entry_id = NEW.entry_id;
+         SELECT COUNT(*) INTO counted FROM postings WHERE entry_id = NEW.entry_id;
+         IF declared IS DISTINCT FROM counted THEN
+           RAISE EXCEPTION 'journal entry % does not balance: % postings, its header counts %',
+             NEW.entry_id, counted, declared USING ERRCODE = 'check_violation';
+         END IF;
+         RETURN NULL;
+       END $$""",
+    """CREATE CONSTRAINT TRIGGER postings_counted AFTER INSERT ON postings
+       DEFERRABLE INITIALLY DEFERRED FOR EACH ROW EXECUTE FUNCTION splitledger_posting_counted()""",
 ]
 
 
@@ -293,6 +311,6 @@ def _drop_ledger_guards() -> None:
             op.execute(f"DROP TRIGGER IF EXISTS {name}")
         return
     for function in ("splitledger_refuse_change", "splitledger_postings_sealed",
-                     "splitledger_entry_balanced"):
+                     "splitledger_entry_balanced", "splitledger_posting_counted"):
         op.execute(f"DROP FUNCTION IF EXISTS {function}() CASCADE")
 
