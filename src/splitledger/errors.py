@@ -131,3 +131,22 @@ class ApprovalRequired(Conflict):
     """A four-eyes action needs a second, different person."""
 
     code = "approval_required"
+
+
+class AuthenticationFailed(SplitledgerError):
+    """No valid credentials (HTTP 401). The message never says which part was wrong."""
+
+    code = "authentication_failed"
+
+
+class TooManyAttempts(SplitledgerError):
+    """Login throttled after repeated failures (HTTP 429)."""
+
+    code = "too_many_attempts"
+    retryable = True
+
+
+class Forbidden(SplitledgerError):
+    """Authenticated, but not allowed to do this (HTTP 403)."""
+
+    code = "forbidden"

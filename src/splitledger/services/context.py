@@ -53,6 +53,8 @@ class Context:
       settings: configuration (hold days, chargeback policy, keys).
       policy: turns orders into split plans (the rules engine plugs in here).
       clock: the time of "now" for every booking (the demo and tests drive a fake one).
+      actor, source: who is acting and from where, recorded in the audit log; the API makes a
+        copy of the context per request with the caller's identity.
     """
 
     engine: Engine
@@ -61,6 +63,8 @@ class Context:
     clock: Callable[[], datetime] = utc_now
     _cipher: FieldCipher | None = None
     compiled_policies: dict[str, SplitPolicy] = field(default_factory=dict)
+    actor: str = "system"    # who acts, for the audit log (a user or an API key)
+    source: str = "local"    # from where (an IP address for API calls)
 
     @classmethod
     def from_settings(cls, settings: Settings | None = None, **kwargs: object) -> Context:

@@ -230,3 +230,63 @@ order_merchants = Table(
     Column("gmv_minor", BigInteger, nullable=False),
     Index("ix_order_merchants_window", "merchant_id", "currency", "captured_at"),
 )
+
+# -- access, audit and approvals (migration 0003) -----------------------------------------------
+
+users = Table(
+    "users", metadata,
+    Column("username", String(64), primary_key=True),
+    Column("password_hash", String(255), nullable=False),  # argon2id
+    Column("role", String(16), nullable=False),
+    Column("party_id", String(64), ForeignKey("parties.party_id")),
+    Column("language", String(8), nullable=False, default="en"),
+    Column("created_at", UtcDateTime, nullable=False),
+    Column("disabled_at", UtcDateTime),
+)
+
+api_keys = Table(
+    "api_keys", metadata,
+    Column("prefix", String(16), primary_key=True),          # shown, identifies the key
+    Column("secret_hash", String(64), nullable=False),       # SHA-256 of the whole key
+    Column("name", String(120), nullable=False),
+    Column("role", String(16), nullable=False),
+    Column("party_id", String(64), ForeignKey("parties.party_id")),
+    Column("scopes", JSON),                                   # null: everything the role may
+    Column("created_by", String(80), nullable=False),
+    Column("created_at", UtcDateTime, nullable=False),
+    Column("revoked_at", UtcDateTime),
+    Column("last_used_at", UtcDateTime),
+)
+
+sessions = Table(
+    "sessions", metadata,
+    Column("token_hash", String(64), primary_key=True),       # SHA-256 of the bearer token
+    Column("username", String(64), ForeignKey("users.username"), nullable=False, index=True),
+    Column("created_at", UtcDateTime, nullable=False),
+    Column("expires_at", UtcDateTime, nullable=False),
+    Column("revoked_at", UtcDateTime),
+)
+
+login_failures = Table(
+    "login_failures", metadata,
+    Column("id", BigId, primary_key=True, autoincrement=True),
+    Column("username", String(64), nullable=False),
+    Column("source", String(64), nullable=False),
+    Column("at", UtcDateTime, nullable=False),
+    Index("ix_login_failures_username_at", "username", "at"),
+)
+
+audit_log = Table(
+    "audit_log", metadata,
+    Column("seq", BigInteger, primary_key=True, autoincrement=False),
+    Column("at", UtcDateTime, nullable=False),
+    Column("actor", String(80), nullable=False),
+    Column("action", String(64), nullable=False, index=True),
+    Column("object_type", String(32), nullable=False),
+    Column("object_id", String(128), nullable=False, index=True),
+    Column("before", JSON),
+    Column("after", JSON),
+    Column("source", String(64), nullable=False),
+    Column("prev_hash", String(64), nullable=False),
+    Column("hash", String(64), nullable=False, unique=True),
+)

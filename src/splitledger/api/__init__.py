@@ -1,0 +1,1 @@
+"""HTTP adapter: FastAPI app, versioned under /v1; OpenAPI is the contract."""
