@@ -27,6 +27,7 @@ from splitledger.errors import (
     UnknownParty,
     ValidationError,
 )
+from splitledger.services import audit
 from splitledger.services.context import Context, UnitOfWork
 from splitledger.services.idempotency import run_idempotent
 from splitledger.services.rules import policy_for, split_facts
@@ -186,6 +187,10 @@ def _reverse(ctx: Context, kind: str, order_id: str, amount_minor: int, policy: 
                                  created_at=now, entry_id=entry.entry_id)
         uow.repo.update_order(order_id, **counters)
         remaining = money.remaining_minor - amount_minor
+        audit.record(uow, ctx, f"order.{kind}", "order", order_id,
+                     before={"remaining_minor": money.remaining_minor},
+                     after={"remaining_minor": remaining, "amount_minor": amount_minor,
+                            "policy": policy.value, "reason": reason})
         return {"reversal_id": reversal_id, "kind": kind, "order_id": order_id,
                 "amount_minor": amount_minor, "policy": policy.value,
                 "remaining_minor": remaining, "entry_id": entry.entry_id,

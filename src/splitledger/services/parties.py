@@ -8,6 +8,7 @@ from typing import Any
 from splitledger.domain.bank import BankDetails
 from splitledger.domain.parties import Party
 from splitledger.errors import DuplicateParty, UnknownParty
+from splitledger.services import audit
 from splitledger.services.context import Context
 from splitledger.services.idempotency import run_idempotent
 
@@ -26,7 +27,10 @@ def register_party(ctx: Context, party: Party, bank: BankDetails | None = None, 
         masked = None
         if bank is not None:
             masked = _store_bank(ctx, uow, party.party_id, bank)
-        return {"party_id": party.party_id, "role": party.role.value, "bank_masked": masked}
+        result = {"party_id": party.party_id, "role": party.role.value, "bank_masked": masked}
+        audit.record(uow, ctx, "party.create", "party", party.party_id,
+                     after={**request["party"], "bank": masked})
+        return result
 
     return run_idempotent(ctx, "register_party", idempotency_key, request, work)
 
@@ -36,7 +40,10 @@ def set_bank_details(ctx: Context, party_id: str, bank: BankDetails) -> str:
     with ctx.uow() as uow:
         if uow.repo.get_party(party_id) is None:
             raise UnknownParty(f"unknown party {party_id!r}", party_id=party_id)
+        before = uow.repo.party_bank_row(party_id).bank_masked
         masked = _store_bank(ctx, uow, party_id, bank)
+        audit.record(uow, ctx, "party.bank_details", "party", party_id,
+                     before={"bank": before}, after={"bank": masked})
         uow.commit()
         return masked
 

@@ -31,6 +31,7 @@ from splitledger.errors import (
     ValidationError,
 )
 from splitledger.rules_io import ruleset_from_data, ruleset_to_data
+from splitledger.services import audit
 from splitledger.services.context import Context, UnitOfWork
 from splitledger.store import tables as t
 
@@ -60,6 +61,9 @@ def draft_ruleset(ctx: Context, ruleset: Ruleset, *, by: str, source: str = "") 
         else:
             uow.conn.execute(update(t.rulesets).where(t.rulesets.c.version == ruleset.version)
                              .values(**values))
+        audit.record(uow, ctx, "ruleset.draft", "ruleset", ruleset.version,
+                     after={"drafted_by": by, "body_hash": values["body_hash"],
+                            "effective_from": ruleset.effective_from.isoformat()})
         uow.commit()
     return {"version": ruleset.version, "status": DRAFT, "drafted_by": by,
             "body_hash": values["body_hash"]}
@@ -92,6 +96,8 @@ def approve_ruleset(ctx: Context, version: str, *, by: str) -> dict[str, Any]:
         RulesPolicy(ruleset_from_data(row.body))  # still valid under today's code
         uow.conn.execute(update(t.rulesets).where(t.rulesets.c.version == version)
                          .values(status=APPROVED, approved_by=by, approved_at=now))
+        audit.record(uow, ctx, "ruleset.approve", "ruleset", version,
+                     before={"status": DRAFT}, after={"status": APPROVED, "approved_by": by})
         uow.commit()
     return {"version": version, "status": APPROVED, "approved_by": by,
             "effective_from": row.effective_from.isoformat()}

@@ -35,6 +35,7 @@ from splitledger.errors import (
     UnknownPayout,
     ValidationError,
 )
+from splitledger.services import audit
 from splitledger.services.context import Context, UnitOfWork
 from splitledger.services.orders import new_id
 
@@ -158,6 +159,10 @@ def _settle_locked(ctx: Context, uow: UnitOfWork, party: Party, currency: str,
                                             f"{period_end.date().isoformat()}"))
         if -uow.repo.balance(available) < 0:
             raise InvariantViolation(f"payout would overdraw {party.party_id}")
+    audit.record(uow, ctx, "settlement.statement", "statement", statement_id,
+                 after={"party_id": party.party_id, "currency": currency,
+                        "period_end": period_end.isoformat(), "closing_minor": closing,
+                        "payout_id": payout_id, "payout_minor": payout_minor})
     return {"status": "settled", "statement_id": statement_id, "payout_id": payout_id,
             "payout_minor": payout_minor, "closing_minor": closing}
 
@@ -182,6 +187,8 @@ def _resolve_payout(ctx: Context, payout_id: str, status: str, reason: str | Non
                                    memo=f"payout {payout_id} {status}"
                                         + (f": {reason}" if reason else "")))
         uow.repo.update_payout(payout_id, status=status, resolved_at=now, failure_reason=reason)
+        audit.record(uow, ctx, f"payout.{status}", "payout", payout_id,
+                     before={"status": row.status}, after={"status": status, "reason": reason})
         uow.commit()
         return {"payout_id": payout_id, "status": status, "changed": True}
 
