@@ -24,6 +24,7 @@ demo: venv
 
 test: venv
 	bash scripts/ensure-services.sh
+	$(VENV)/bin/ruff check src tests bench
 	$(VENV)/bin/python -m pytest -q -p no:cacheprovider
 
 test-fast: venv
