@@ -107,10 +107,8 @@ def test_demo_is_reproducible_from_its_seed_and_refuses_a_used_database(tmp_path
     urls = [f"sqlite:///{tmp_path / f'run{i}.db'}" for i in (1, 2)]
     summaries = []
     for url in urls:
-        result = cli("demo", "-d", url, "--orders", "25", "--seed", "3", "--start", DEMO_START,
-                     "--serve")
+        result = cli("demo", "-d", url, "--orders", "25", "--seed", "3", "--start", DEMO_START)
         assert result.exit_code == 0, result.stdout + result.stderr
-        assert "not built yet" in flat(result.stdout)  # --serve is honest about it
         ctx = make_context(url)
         summaries.append(marketplace_summary(ctx))
         ctx.engine.dispose()
@@ -120,6 +118,36 @@ def test_demo_is_reproducible_from_its_seed_and_refuses_a_used_database(tmp_path
     again = cli("demo", "-d", urls[0], "--orders", "5")
     assert_one_error_line(again, "conflict")
     assert row_counts(urls[0]) == before
+
+
+def test_demo_serve_creates_demo_users_and_serves_on_localhost(tmp_path, monkeypatch):
+    from splitledger.cli import serve as serve_cli
+    from splitledger.services import access
+
+    served: list[tuple[str, int]] = []
+    monkeypatch.setattr(serve_cli, "serve_app",
+                        lambda ctx, host, port, workers=1: served.append((host, port)))
+    url = f"sqlite:///{tmp_path / 'served.db'}"
+    result = cli("demo", "-d", url, "--orders", "10", "--seed", "3", "--start", DEMO_START,
+                 "--serve", "--port", "8123")
+    assert result.exit_code == 0, result.stdout + result.stderr
+    assert served == [("127.0.0.1", 8123)]
+    assert "http://127.0.0.1:8123" in flat(result.stdout)
+    passwords = {}
+    for line in result.stdout.splitlines():
+        cells = [cell.strip() for cell in re.split(r"[│|]", line)]
+        cells = [cell for cell in cells if cell]
+        if len(cells) >= 3 and cells[0] in ("admin", "finance", "risk", "merchant"):
+            passwords[cells[0]] = cells[-1]
+    assert set(passwords) == {"admin", "finance", "risk", "merchant"}
+    ctx = make_context(url)
+    try:
+        for username, password in passwords.items():
+            session = access.login(ctx, username, password)
+            assert session["role"] == username
+        assert session["party_id"] == "M-001"  # the merchant user acts for a demo merchant
+    finally:
+        ctx.engine.dispose()
 
 
 # -- everyday commands -------------------------------------------------------------------------

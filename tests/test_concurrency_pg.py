@@ -209,7 +209,8 @@ def _released_shops(ctx: Context, n: int) -> int:
     rng = random.Random(11)
     for i in range(n):
         register_party(ctx, Party(f"x{i:02d}", f"Shop {i}", PartyRole.MERCHANT),
-                       BankDetails(f"Owner {i}", f"6222 0000 0000 {i:04d}", "ICBC"))
+                       BankDetails(f"Owner {i}", f"6222 0000 0000 {i:04d}", "ICBC"),
+                       verified=True)
         orders.capture_order(ctx, order(f"o-{i}", merchant=f"x{i:02d}",
                                         price=rng.randint(1_000, 90_000)))
         orders.confirm_order(ctx, f"o-{i}")

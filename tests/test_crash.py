@@ -136,7 +136,8 @@ def test_a_killed_settlement_run_completes_when_run_again(db_url):
     merchants = [f"shop-{i:03d}" for i in range(MERCHANTS)]
     for i, merchant in enumerate(merchants):
         register_party(setup, Party(merchant, f"Shop {i}", PartyRole.MERCHANT),
-                       BankDetails(f"Owner {i}", f"6222 1000 0000 {i:04d}", "ICBC"))
+                       BankDetails(f"Owner {i}", f"6222 1000 0000 {i:04d}", "ICBC"),
+                       verified=True)
         orders.capture_order(setup, order(f"o-{i}", merchant=merchant,
                                           price=rng.randint(100, 99_999)))
         orders.confirm_order(setup, f"o-{i}")

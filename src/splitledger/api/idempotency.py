@@ -21,6 +21,7 @@ from typing import Any
 
 from fastapi.responses import JSONResponse
 from sqlalchemy import delete, insert, select, update
+from sqlalchemy.exc import IntegrityError
 
 from splitledger.api.problems import problem, status_for
 from splitledger.domain.access import Principal
@@ -64,8 +65,12 @@ def respond(ctx: Context, principal: Principal, key: str | None, route: str, bod
                 t.idempotency_keys.c.scope == scope, t.idempotency_keys.c.key == key)
                 .values(created_at=now))
         else:
-            uow.conn.execute(insert(t.idempotency_keys).values(
-                scope=scope, key=key, request_hash=digest, response={}, created_at=now))
+            try:
+                uow.conn.execute(insert(t.idempotency_keys).values(
+                    scope=scope, key=key, request_hash=digest, response={}, created_at=now))
+            except IntegrityError as exc:  # a concurrent duplicate claimed the key first
+                raise ConcurrentRequest("a request with this Idempotency-Key is in progress; "
+                                        "retry shortly") from exc
         uow.commit()
     try:
         status, payload = produce(f"{principal.subject}/{key}")

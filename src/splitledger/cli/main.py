@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import Annotated
 
 import typer
+from rich.console import Console
 from rich.table import Table
 
 from splitledger.errors import (
@@ -25,9 +26,11 @@ from splitledger.errors import (
 )
 from splitledger.services import orders as order_service
 from splitledger.services import settlement as settlement_service
+from splitledger.services.context import Context
 from splitledger.services.export import export_beancount, export_csv, list_payouts
 from splitledger.services.verify import verify_ledger
 
+from . import serve as serve_cli
 from .common import (
     Database,
     IdempotencyKey,
@@ -40,6 +43,8 @@ from .common import (
 )
 from .render import money, render_pairs, render_payouts, render_verify
 from .rules import register as register_rules
+from .security import register as register_security
+from .serve import register as register_serve
 
 app = typer.Typer(
     name="splitledger",
@@ -57,6 +62,8 @@ app.add_typer(db_app, name="db")
 app.add_typer(ledger_app, name="ledger")
 app.add_typer(payout_app, name="payout")
 register_rules(app)
+register_security(app, payout_app)
+register_serve(app)
 
 # -- commands ----------------------------------------------------------------------------------
 
@@ -82,8 +89,11 @@ def demo(
         help="First simulated day (moved back to its Monday). Default: six weeks before the "
              "latest Monday, so the simulated books end in the recent past.")] = None,
     serve: Annotated[bool, typer.Option(
-        "--serve", help="Not built yet: the HTTP API and web console are a later issue; this "
-                        "flag only prints a notice after the demo.")] = False,
+        "--serve", help="After the demo, create the users admin, finance, risk and merchant "
+                        "(passwords printed once) and serve the HTTP API on localhost until "
+                        "Ctrl-C.")] = False,
+    port: Annotated[int, typer.Option("--port", min=1, max=65535,
+                                      help="Port for --serve (on 127.0.0.1 only).")] = 8000,
 ) -> None:
     """Seed a demo marketplace into an EMPTY database and simulate six weeks of trading.
 
@@ -100,13 +110,26 @@ def demo(
     with open_context(database) as ctx:
         result = run_demo(ctx, orders=orders, seed=seed,
                           start=start.date() if start else None, console=console)
-    render_summary(console, result)
-    assert result.verify is not None
-    render_verify(console, result.verify)
-    if serve:
-        console.print("--serve: the HTTP API and web console are not built yet (a later "
-                      "issue), so there is nothing to serve; exiting.")
+        render_summary(console, result)
+        assert result.verify is not None
+        render_verify(console, result.verify)
+        if serve and result.ok:
+            serve_demo(ctx, console, port)
     raise typer.Exit(0 if result.ok else 1)
+
+
+def serve_demo(ctx: Context, console: Console, port: int) -> None:
+    """Demo users with passwords shown this once, then the API on localhost (blocks)."""
+    table = Table(title="Demo users (passwords shown once; log in with POST /v1/auth/login)",
+                  title_justify="left")
+    for column in ("Username", "Role", "Party", "Password"):
+        table.add_column(column)
+    for username, role, party, password in serve_cli.create_demo_users(ctx):
+        table.add_row(username, role, party, password)
+    console.print(table)
+    console.print(f"serving the demo API on http://127.0.0.1:{port} (docs: /docs); "
+                  "Ctrl-C stops it")
+    serve_cli.serve_app(ctx, "127.0.0.1", port)
 
 
 @ledger_app.command("verify")
@@ -209,7 +232,8 @@ def settle(
 @handle_errors
 def payout_list(
     status: Annotated[str | None, typer.Option(
-        "--status", help="in_transit, paid or failed.", show_default=False)] = None,
+        "--status", help="in_transit, paid, failed, pending_approval, held or rejected.",
+        show_default=False)] = None,
     party: Annotated[str | None, typer.Option("--party", metavar="PARTY_ID",
                                               show_default=False)] = None,
     database: Database = None,

@@ -50,6 +50,7 @@ from splitledger.domain.orders import Discount, Funder, Order, OrderLine, Shippi
 from splitledger.domain.parties import PartyRole
 from splitledger.errors import Conflict, DuplicateParty, UnknownParty, ValidationError
 from splitledger.rules_io import ruleset_from_data
+from splitledger.services import fundsec
 from splitledger.services import orders as order_service
 from splitledger.services import rules as rules_service
 from splitledger.services import settlement as settlement_service
@@ -62,6 +63,7 @@ CAPTURE_DAYS = 35      # orders arrive over the first five weeks (fewer in the f
 SIMULATED_DAYS = 42    # ...and the books run for six weeks, closing with a settlement
 REFUND_RATE = 0.08
 CAMPAIGN_DAY = 10      # a three-day sales campaign with a lower commission
+BANK_APPROVER = "user:risk-officer"  # approves changed bank details (four-eyes)
 USD_RATE = 0.15
 CONFIRM_RATE = 0.25
 HOUR_WEIGHTS = [1, .5, .3, .2, .2, .3, .6, 1, 1.5, 2, 2.5, 2.5,
@@ -314,7 +316,8 @@ def _progress(console: Console) -> Progress:
 def seed_parties(ctx: Context, market: Marketplace, tick: Callable[[], None]) -> int:
     for party in market.parties:
         try:
-            register_party(ctx, party, market.banks.get(party.party_id))
+            # Onboarded (identity and bank account checked) before the books start.
+            register_party(ctx, party, market.banks.get(party.party_id), verified=True)
         except DuplicateParty as exc:
             raise Conflict(f"the demo needs an empty database, and party {party.party_id!r} "
                            "already exists (run it on a new file or database)") from exc
@@ -484,8 +487,13 @@ def _bank_day(ctx: Context, clock: SimClock, result: DemoResult,
             result.failed_payout = {**victim, "failed_at": now}
             party = next(p for p in market.parties if p.party_id == victim["party_id"])
             clock.now = now + timedelta(minutes=30)
-            set_bank_details(ctx, party.party_id,
+            # The merchant enters its new account; a risk officer, a second person, approves
+            # it, so that the next payout need not wait for the cooling-off period.
+            set_bank_details(dataclasses.replace(ctx, actor=f"user:{party.party_id}-owner"),
+                             party.party_id,
                              bank_for(party, random.Random(f"new-bank-{party.party_id}")))
+            fundsec.approve_bank_details(dataclasses.replace(ctx, actor=BANK_APPROVER),
+                                         party.party_id)
             due = [p for p in due if p["payout_id"] != victim["payout_id"]]
     for payout in due:
         settlement_service.mark_payout_paid(ctx, payout["payout_id"])

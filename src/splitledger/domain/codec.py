@@ -35,7 +35,10 @@ def parse_time(value: Any, field: str = "captured_at") -> datetime:
     if moment.tzinfo is None:
         raise ValidationError(f"{field} needs a time zone (for example 2026-11-11T10:00:00Z)",
                               field=field)
-    return moment.astimezone(UTC)
+    try:
+        return moment.astimezone(UTC)
+    except OverflowError as exc:  # 0001-01-01T00:00+01:00 is before the first UTC instant
+        raise ValidationError(f"{field} is out of range: {value!r}", field=field) from exc
 
 
 def _funder(value: Any, field: str) -> Funder:

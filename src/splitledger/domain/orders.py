@@ -131,6 +131,12 @@ class Order:
         return ids
 
 
+# The largest amount splitledger accepts anywhere in an order: 10^15 minor units (10 trillion
+# yuan). Far above any real payment, far below what a 64-bit database column holds, so no
+# product or sum of an order can overflow storage.
+MAX_AMOUNT_MINOR = 10**15
+
+
 def validate_order(order: Order) -> None:
     """Refuse an order that cannot be split honestly; raise the first problem found."""
     if not order.order_id or len(order.order_id) > 128:
@@ -157,12 +163,18 @@ def validate_order(order: Order) -> None:
             field_name = f"{where}.discounts[{d_index}].amount_minor"
             if check_minor(discount.amount_minor, field_name) <= 0:
                 raise InvalidAmount("discount must be positive", field=field_name)
+        if line.gross_minor > MAX_AMOUNT_MINOR:
+            raise InvalidAmount(f"the line's amount exceeds the limit of {MAX_AMOUNT_MINOR} "
+                                "minor units", field=where)
         if line.discount_minor() > line.gross_minor:
             raise InvalidAmount("discounts exceed the line's gross amount", field=where)
     if order.shipping is not None:
         if check_minor(order.shipping.amount_minor, "shipping.amount_minor") < 0:
             raise InvalidAmount("shipping cannot be negative", field="shipping.amount_minor")
     total = order.total_minor
+    if total > MAX_AMOUNT_MINOR:
+        raise InvalidAmount(f"the order's total exceeds the limit of {MAX_AMOUNT_MINOR} minor "
+                            "units", field="captured_minor")
     if total <= 0:
         raise InvalidAmount("the captured amount must be positive", field="captured_minor")
     if order.captured_minor is not None:

@@ -20,7 +20,7 @@ from argon2 import PasswordHasher
 from argon2.exceptions import InvalidHashError, VerificationError
 from sqlalchemy import delete, func, insert, select, update
 
-from splitledger.domain.access import PARTY_ROLES, Permission, Principal, Role
+from splitledger.domain.access import PARTY_ROLES, ROLE_PERMISSIONS, Permission, Principal, Role
 from splitledger.errors import (
     AuthenticationFailed,
     Conflict,
@@ -179,3 +179,95 @@ def principal_for_api_key(ctx: Context, key: str) -> Principal:
         raise AuthenticationFailed("invalid API key")
     scopes = frozenset(Permission(s) for s in row.scopes) if row.scopes is not None else None
     return Principal(f"key:{row.prefix}", Role(row.role), row.party_id, scopes)
+
+
+# -- listings (for the API and the CLI; never a password hash, a key or its digest) ----------
+
+def _user_view(row: Any) -> dict[str, Any]:
+    return {"username": row.username, "role": row.role, "party_id": row.party_id,
+            "language": row.language, "created_at": row.created_at.isoformat(),
+            "disabled_at": row.disabled_at.isoformat() if row.disabled_at else None}
+
+
+def list_users(ctx: Context, after: str | None = None, limit: int = 100
+               ) -> list[dict[str, Any]]:
+    u = t.users
+    stmt = select(u.c.username, u.c.role, u.c.party_id, u.c.language, u.c.created_at,
+                  u.c.disabled_at).order_by(u.c.username).limit(limit)
+    if after is not None:
+        stmt = stmt.where(u.c.username > after)
+    with ctx.uow() as uow:
+        return [_user_view(row) for row in uow.conn.execute(stmt)]
+
+
+def get_user(ctx: Context, username: str) -> dict[str, Any]:
+    """Raises NotFound."""
+    u = t.users
+    with ctx.uow() as uow:
+        row = uow.conn.execute(select(u.c.username, u.c.role, u.c.party_id, u.c.language,
+                                      u.c.created_at, u.c.disabled_at)
+                               .where(u.c.username == username)).first()
+    if row is None:
+        raise NotFound(f"unknown user {username!r}", username=username)
+    return _user_view(row)
+
+
+def disable_user(ctx: Context, username: str) -> dict[str, Any]:
+    """Disable a user and end its sessions at once (idempotent). Raises NotFound."""
+    with ctx.uow() as uow:
+        row = uow.conn.execute(select(t.users.c.disabled_at)
+                               .where(t.users.c.username == username)).first()
+        if row is None:
+            raise NotFound(f"unknown user {username!r}", username=username)
+        if row.disabled_at is None:
+            now = ctx.now()
+            uow.conn.execute(update(t.users).where(t.users.c.username == username)
+                             .values(disabled_at=now))
+            uow.conn.execute(update(t.sessions).where(t.sessions.c.username == username,
+                                                      t.sessions.c.revoked_at.is_(None))
+                             .values(revoked_at=now))
+            audit.record(uow, ctx, "user.disable", "user", username,
+                         before={"disabled": False}, after={"disabled": True})
+            uow.commit()
+    return get_user(ctx, username)
+
+
+def _key_view(row: Any) -> dict[str, Any]:
+    return {"prefix": row.prefix, "name": row.name, "role": row.role, "party_id": row.party_id,
+            "scopes": row.scopes, "created_by": row.created_by,
+            "created_at": row.created_at.isoformat(),
+            "revoked_at": row.revoked_at.isoformat() if row.revoked_at else None,
+            "last_used_at": row.last_used_at.isoformat() if row.last_used_at else None}
+
+
+def _key_columns() -> tuple[Any, ...]:
+    k = t.api_keys
+    return (k.c.prefix, k.c.name, k.c.role, k.c.party_id, k.c.scopes, k.c.created_by,
+            k.c.created_at, k.c.revoked_at, k.c.last_used_at)
+
+
+def list_api_keys(ctx: Context, after: str | None = None, limit: int = 100
+                  ) -> list[dict[str, Any]]:
+    stmt = select(*_key_columns()).order_by(t.api_keys.c.prefix).limit(limit)
+    if after is not None:
+        stmt = stmt.where(t.api_keys.c.prefix > after)
+    with ctx.uow() as uow:
+        return [_key_view(row) for row in uow.conn.execute(stmt)]
+
+
+def get_api_key(ctx: Context, prefix: str) -> dict[str, Any]:
+    """Raises NotFound."""
+    with ctx.uow() as uow:
+        row = uow.conn.execute(select(*_key_columns())
+                               .where(t.api_keys.c.prefix == prefix)).first()
+    if row is None:
+        raise NotFound(f"unknown API key {prefix!r}", prefix=prefix)
+    return _key_view(row)
+
+
+def check_scopes(role: Role, scopes: list[Permission] | None) -> None:
+    """An API key's scopes may only narrow its role. Raises ValidationError."""
+    extra = sorted(s.value for s in (scopes or []) if s not in ROLE_PERMISSIONS[role])
+    if extra:
+        raise ValidationError(f"a {role.value} key cannot be granted {', '.join(extra)}",
+                              field="scopes")

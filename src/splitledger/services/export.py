@@ -311,7 +311,7 @@ def _utc_date(moment: datetime) -> date:
 
 # -- payouts and summary figures ---------------------------------------------------------------
 
-PAYOUT_STATUSES = ("in_transit", "paid", "failed")
+PAYOUT_STATUSES = ("in_transit", "paid", "failed", "pending_approval", "held", "rejected")
 
 
 def list_payouts(ctx: Context, *, status: str | None = None, party_id: str | None = None,

@@ -7,7 +7,7 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from splitledger.domain.codec import order_to_dict
-from splitledger.domain.ledger import EntryKind, JournalEntry, Posting
+from splitledger.domain.ledger import EntryKind, JournalEntry, Posting, Purpose
 from splitledger.domain.lifecycle import (
     ChargebackPolicy,
     OrderMoney,
@@ -27,7 +27,7 @@ from splitledger.errors import (
     UnknownParty,
     ValidationError,
 )
-from splitledger.services import audit
+from splitledger.services import audit, webhooks
 from splitledger.services.context import Context, UnitOfWork
 from splitledger.services.idempotency import run_idempotent
 from splitledger.services.rules import policy_for, split_facts
@@ -109,6 +109,11 @@ def capture_order(ctx: Context, order: Order, *, idempotency_key: str | None = N
                               hold_until=hold_until, psp_fee_minor=order.psp_fee_minor,
                               merchant_ids=merchants, entry_id=entry.entry_id)
         uow.repo.insert_order_merchants(order)
+        webhooks.emit(uow, ctx, "order.captured", {
+            "order_id": order.order_id, "currency": order.currency,
+            "captured_minor": plan.total_minor, "captured_at": order.captured_at.isoformat(),
+            "hold_until": hold_until.isoformat(), "policy_version": plan.policy_version,
+            "allocations": _plan_summary(plan)})
         return {"order_id": order.order_id, "currency": order.currency,
                 "captured_minor": plan.total_minor, "entry_id": entry.entry_id,
                 "hold_until": hold_until.isoformat(), "policy_version": plan.policy_version,
@@ -191,6 +196,10 @@ def _reverse(ctx: Context, kind: str, order_id: str, amount_minor: int, policy: 
                      before={"remaining_minor": money.remaining_minor},
                      after={"remaining_minor": remaining, "amount_minor": amount_minor,
                             "policy": policy.value, "reason": reason})
+        webhooks.emit(uow, ctx, "order.refunded" if kind == "refund" else "order.chargeback", {
+            "order_id": order_id, "reversal_id": reversal_id, "currency": row.currency,
+            "amount_minor": amount_minor, "remaining_minor": remaining,
+            "policy": policy.value, "reason": reason, "released": money.released})
         return {"reversal_id": reversal_id, "kind": kind, "order_id": order_id,
                 "amount_minor": amount_minor, "policy": policy.value,
                 "remaining_minor": remaining, "entry_id": entry.entry_id,
@@ -210,6 +219,11 @@ def _release_locked(ctx: Context, uow: UnitOfWork, row: Any, now: datetime, why:
         uow.repo.post(entry)
         entry_id = entry.entry_id
     uow.repo.update_order(row.order_id, released_at=now)
+    webhooks.emit(uow, ctx, "order.released", {
+        "order_id": row.order_id, "currency": row.currency, "released_at": now.isoformat(),
+        "reason": why, "released": [
+            {"party_id": p.account.party_id, "amount_minor": -p.amount_minor}
+            for p in postings if p.account.purpose is Purpose.AVAILABLE]})
     return entry_id
 
 

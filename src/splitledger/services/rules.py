@@ -25,6 +25,7 @@ from splitledger.domain.rules.model import Ruleset
 from splitledger.domain.split import SplitFacts, SplitPolicy
 from splitledger.errors import (
     ApprovalRequired,
+    InvalidRuleset,
     InvalidState,
     NotFound,
     SplitledgerError,
@@ -36,6 +37,13 @@ from splitledger.services.context import Context, UnitOfWork
 from splitledger.store import tables as t
 
 DRAFT, APPROVED = "draft", "approved"
+MAX_NAME = 64  # versions and the names of drafters and approvers, as stored
+
+
+def _check_person(by: str) -> None:
+    if not by or len(by) > MAX_NAME:
+        raise ValidationError(f"who drafts or approves must be named in 1 to {MAX_NAME} "
+                              "characters", field="by")
 
 
 def _hash(body: dict[str, Any]) -> str:
@@ -46,6 +54,10 @@ def draft_ruleset(ctx: Context, ruleset: Ruleset, *, by: str, source: str = "") 
     """Store a (validated) ruleset as a draft, replacing an earlier draft of the same version.
     Raises InvalidState if that version is already approved."""
     RulesPolicy(ruleset)  # validates and compiles: an invalid draft is never stored
+    if len(ruleset.version) > MAX_NAME:
+        raise InvalidRuleset(f"version: at most {MAX_NAME} characters", problems=[
+            {"rule_id": None, "field": "version", "message": f"at most {MAX_NAME} characters"}])
+    _check_person(by)
     body = ruleset_to_data(ruleset)
     with ctx.uow() as uow:
         row = _get(uow, ruleset.version, lock=True)
@@ -73,6 +85,7 @@ def approve_ruleset(ctx: Context, version: str, *, by: str) -> dict[str, Any]:
     """Approve a draft: it becomes active at its effective_from. Four-eyes: the approver must
     not be the person who drafted it. Raises NotFound, ApprovalRequired, InvalidState,
     ValidationError (effective_from in the past, or equal to another approved version's)."""
+    _check_person(by)
     with ctx.uow() as uow:
         row = _get(uow, version, lock=True)
         if row is None:
@@ -224,3 +237,42 @@ def backtest(ctx: Context, ruleset: Ruleset, start: datetime, end: datetime) -> 
             for party, amount in simulated.items():
                 report.simulated[(party, order.currency)] += amount
     return report
+
+
+# -- read models for the API --------------------------------------------------------------------
+
+def _record_view(row: Any) -> dict[str, Any]:
+    return {"version": row.version, "effective_from": row.effective_from.isoformat(),
+            "status": row.status, "drafted_by": row.drafted_by,
+            "drafted_at": row.drafted_at.isoformat(), "approved_by": row.approved_by,
+            "approved_at": row.approved_at.isoformat() if row.approved_at else None,
+            "body_hash": row.body_hash}
+
+
+def list_ruleset_records(ctx: Context, after: str | None = None, limit: int = 100
+                         ) -> list[dict[str, Any]]:
+    """Ruleset versions in order of effective_from (then version), starting after the
+    version ``after`` (keyset pagination). Raises ValidationError for an unknown ``after``."""
+    r = t.rulesets
+    stmt = select(r.c.version, r.c.effective_from, r.c.status, r.c.drafted_by, r.c.drafted_at,
+                  r.c.approved_by, r.c.approved_at, r.c.body_hash
+                  ).order_by(r.c.effective_from, r.c.version).limit(limit)
+    with ctx.uow() as uow:
+        if after is not None:
+            mark = uow.conn.execute(select(r.c.effective_from)
+                                    .where(r.c.version == after)).scalar_one_or_none()
+            if mark is None:
+                raise ValidationError("invalid cursor", field="cursor")
+            stmt = stmt.where((r.c.effective_from > mark)
+                              | ((r.c.effective_from == mark) & (r.c.version > after)))
+        return [_record_view(row) for row in uow.conn.execute(stmt)]
+
+
+def get_ruleset_record(ctx: Context, version: str) -> dict[str, Any]:
+    """One version with its status, who drafted and approved it, and its body. Raises
+    NotFound."""
+    with ctx.uow() as uow:
+        row = _get(uow, version)
+    if row is None:
+        raise NotFound(f"unknown ruleset version {version!r}", version=version)
+    return _record_view(row) | {"body": row.body}

@@ -35,15 +35,18 @@ from splitledger.errors import (
     UnknownPayout,
     ValidationError,
 )
-from splitledger.services import audit
+from splitledger.services import audit, fundsec, webhooks
 from splitledger.services.context import Context, UnitOfWork
 from splitledger.services.orders import new_id
 
 
 class PayoutStatus:
-    IN_TRANSIT = "in_transit"
+    IN_TRANSIT = "in_transit"   # the only status the bank rail may send (see services.fundsec)
     PAID = "paid"
     FAILED = "failed"
+    PENDING_APPROVAL = "pending_approval"  # above the four-eyes threshold: not sendable yet
+    HELD = "held"               # the party is not verified any more: not sendable
+    REJECTED = "rejected"       # refused at approval: the money went back to available
 
 
 @dataclass
@@ -130,6 +133,8 @@ def _settle_locked(ctx: Context, uow: UnitOfWork, party: Party, currency: str,
     payout_minor, note = statement.payout_minor, ""
     if payout_minor and (bank is None or bank.bank_ciphertext is None):
         payout_minor, note = 0, "no bank details on file: balance carried forward"
+    elif payout_minor and (blocked := fundsec.payout_block_reason(ctx, uow, party.party_id)):
+        payout_minor, note = 0, blocked  # not verified, or bank details cooling off
     elif statement.closing_minor > 0 and not payout_minor:
         note = "below the minimum payout: balance carried forward"
     elif statement.closing_minor < 0:
@@ -147,10 +152,11 @@ def _settle_locked(ctx: Context, uow: UnitOfWork, party: Party, currency: str,
     payout_id = None
     if payout_minor:
         payout_id = new_id()
+        status, threshold = fundsec.initial_payout_status(ctx, currency, payout_minor)
         uow.repo.insert_payout(
             payout_id=payout_id, party_id=party.party_id, currency=currency,
             amount_minor=payout_minor, statement_id=statement_id,
-            status=PayoutStatus.IN_TRANSIT, bank_masked=bank.bank_masked,
+            status=status, bank_masked=bank.bank_masked,
             value_date=period_end + timedelta(days=party.payout_delay_days), created_at=now)
         uow.repo.post(JournalEntry(
             new_id(), EntryKind.PAYOUT, now,
@@ -159,10 +165,18 @@ def _settle_locked(ctx: Context, uow: UnitOfWork, party: Party, currency: str,
                                             f"{period_end.date().isoformat()}"))
         if -uow.repo.balance(available) < 0:
             raise InvariantViolation(f"payout would overdraw {party.party_id}")
+        fundsec.record_new_payout(uow, ctx, payout_id=payout_id, party_id=party.party_id,
+                                  currency=currency, amount_minor=payout_minor, status=status,
+                                  threshold=threshold, statement_id=statement_id)
     audit.record(uow, ctx, "settlement.statement", "statement", statement_id,
                  after={"party_id": party.party_id, "currency": currency,
                         "period_end": period_end.isoformat(), "closing_minor": closing,
                         "payout_id": payout_id, "payout_minor": payout_minor})
+    webhooks.emit(uow, ctx, "statement.created", {
+        "statement_id": statement_id, "party_id": party.party_id, "currency": currency,
+        "period_start": start.isoformat(), "period_end": period_end.isoformat(),
+        "opening_minor": opening, "closing_minor": closing, "payout_minor": payout_minor,
+        "carried_minor": closing - payout_minor, "payout_id": payout_id, "note": note})
     return {"status": "settled", "statement_id": statement_id, "payout_id": payout_id,
             "payout_minor": payout_minor, "closing_minor": closing}
 
@@ -175,8 +189,8 @@ def _resolve_payout(ctx: Context, payout_id: str, status: str, reason: str | Non
             raise UnknownPayout(f"unknown payout {payout_id!r}", payout_id=payout_id)
         if row.status == status:  # the bank told us twice: same answer, nothing changes
             return {"payout_id": payout_id, "status": status, "changed": False}
-        if row.status != PayoutStatus.IN_TRANSIT:
-            raise InvalidState(f"payout {payout_id} is already {row.status}",
+        if row.status != PayoutStatus.IN_TRANSIT:  # only a sendable payout has an answer
+            raise InvalidState(f"payout {payout_id} is {row.status}, not in transit",
                                payout_id=payout_id, status=row.status)
         now = ctx.now()
         make = payout_paid_postings if status == PayoutStatus.PAID else payout_failed_postings
@@ -189,6 +203,9 @@ def _resolve_payout(ctx: Context, payout_id: str, status: str, reason: str | Non
         uow.repo.update_payout(payout_id, status=status, resolved_at=now, failure_reason=reason)
         audit.record(uow, ctx, f"payout.{status}", "payout", payout_id,
                      before={"status": row.status}, after={"status": status, "reason": reason})
+        webhooks.emit(uow, ctx, f"payout.{status}", {
+            "payout_id": payout_id, "party_id": row.party_id, "currency": row.currency,
+            "amount_minor": row.amount_minor, "status": status, "reason": reason})
         uow.commit()
         return {"payout_id": payout_id, "status": status, "changed": True}
 

@@ -12,6 +12,7 @@ from datetime import UTC, datetime
 from sqlalchemy import (
     JSON,
     BigInteger,
+    Boolean,
     Column,
     DateTime,
     ForeignKey,
@@ -289,4 +290,109 @@ audit_log = Table(
     Column("source", String(64), nullable=False),
     Column("prev_hash", String(64), nullable=False),
     Column("hash", String(64), nullable=False, unique=True),
+)
+
+# -- fund security: verification, bank details changes, payout controls (migration 0004) -------
+
+# One row per party that has submitted an identity or been reviewed; no row means "pending,
+# nothing submitted". The identity is encrypted (associated data "kyc:<party_id>").
+party_verifications = Table(
+    "party_verifications", metadata,
+    Column("party_id", String(64), ForeignKey("parties.party_id"), primary_key=True),
+    Column("status", String(16), nullable=False),
+    Column("details_ciphertext", LargeBinary),
+    Column("details_key_id", String(32)),
+    Column("details_masked", JSON),
+    Column("submitted_by", String(80)),
+    Column("submitted_at", UtcDateTime),
+    Column("reviewed_by", String(80)),
+    Column("reviewed_at", UtcDateTime),
+    Column("review_note", Text),
+    Column("updated_at", UtcDateTime, nullable=False),
+)
+
+# Every change of a party's bank details: who made it, and who (another person) approved it.
+bank_detail_changes = Table(
+    "bank_detail_changes", metadata,
+    Column("change_id", BigId, primary_key=True, autoincrement=True),
+    Column("party_id", String(64), ForeignKey("parties.party_id"), nullable=False, index=True),
+    Column("bank_masked", String(64), nullable=False),
+    Column("changed_by", String(80), nullable=False),
+    Column("changed_at", UtcDateTime, nullable=False),
+    Column("approved_by", String(80)),
+    Column("approved_at", UtcDateTime),
+    Column("note", Text),
+)
+
+# Per payout: who started the run that made it, the four-eyes decision, and holds.
+payout_controls = Table(
+    "payout_controls", metadata,
+    Column("payout_id", String(36), ForeignKey("payouts.payout_id"), primary_key=True),
+    Column("started_by", String(80), nullable=False),
+    Column("needs_approval", Boolean, nullable=False),
+    Column("threshold_minor", BigInteger),
+    Column("bank_change_id", BigInteger),      # the bank details the payout was made for
+    Column("decision", String(16)),            # approved / rejected
+    Column("decided_by", String(80)),
+    Column("decided_at", UtcDateTime),
+    Column("decision_reason", Text),
+    Column("held_from", String(16)),           # the status a held payout returns to
+    Column("held_at", UtcDateTime),
+    Column("held_reason", Text),
+)
+
+# -- webhooks (migration 0004) ------------------------------------------------------------------
+
+webhook_subscriptions = Table(
+    "webhook_subscriptions", metadata,
+    Column("subscription_id", String(36), primary_key=True),
+    Column("url", Text, nullable=False),
+    Column("event_types", JSON, nullable=False),
+    Column("description", String(200), nullable=False, default=""),
+    Column("secret_ciphertext", LargeBinary, nullable=False),  # "webhook:<subscription_id>"
+    Column("secret_key_id", String(32), nullable=False),
+    Column("secret_hint", String(16), nullable=False),          # the first characters, shown
+    Column("created_by", String(80), nullable=False),
+    Column("created_at", UtcDateTime, nullable=False),
+    Column("disabled_at", UtcDateTime),
+)
+
+# The outbox: written in the transaction of the change it reports.
+webhook_events = Table(
+    "webhook_events", metadata,
+    Column("event_id", String(36), primary_key=True),
+    Column("event_type", String(40), nullable=False, index=True),
+    Column("payload", JSON, nullable=False),
+    Column("actor", String(80), nullable=False),
+    Column("created_at", UtcDateTime, nullable=False),
+)
+
+webhook_deliveries = Table(
+    "webhook_deliveries", metadata,
+    Column("delivery_id", String(36), primary_key=True),
+    Column("event_id", String(36), ForeignKey("webhook_events.event_id"), nullable=False,
+           index=True),
+    Column("subscription_id", String(36), ForeignKey("webhook_subscriptions.subscription_id"),
+           nullable=False, index=True),
+    Column("status", String(16), nullable=False),  # pending, delivered, failed, cancelled
+    Column("attempts", Integer, nullable=False, default=0),
+    Column("next_attempt_at", UtcDateTime),
+    Column("last_status_code", Integer),
+    Column("last_error", Text),
+    Column("created_at", UtcDateTime, nullable=False),
+    Column("delivered_at", UtcDateTime),
+    Column("redelivery_of", String(36)),
+    Index("ix_webhook_deliveries_due", "status", "next_attempt_at"),
+)
+
+webhook_attempts = Table(
+    "webhook_attempts", metadata,
+    Column("attempt_id", BigId, primary_key=True, autoincrement=True),
+    Column("delivery_id", String(36), ForeignKey("webhook_deliveries.delivery_id"),
+           nullable=False, index=True),
+    Column("attempt", Integer, nullable=False),
+    Column("at", UtcDateTime, nullable=False),
+    Column("status_code", Integer),
+    Column("error", Text),
+    Column("duration_ms", Integer, nullable=False),
 )
