@@ -11,7 +11,7 @@ from collections.abc import Iterator
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import insert, select, text
+from sqlalchemy import insert, select, text, update
 
 from splitledger.domain.audit import GENESIS, AuditRecord, record_hash, verify_chain
 from splitledger.services.context import Context, UnitOfWork
@@ -35,6 +35,10 @@ def record(uow: UnitOfWork, ctx: Context, action: str, object_type: str, object_
         seq=seq, at=at, actor=ctx.actor, action=action, object_type=object_type,
         object_id=object_id, before=before, after=after, source=ctx.source, prev_hash=prev,
         hash=digest))
+    moved = uow.conn.execute(update(t.audit_head).where(t.audit_head.c.id == 1)
+                             .values(seq=seq, hash=digest)).rowcount
+    if not moved:
+        uow.conn.execute(insert(t.audit_head).values(id=1, seq=seq, hash=digest))
     return seq
 
 
@@ -47,9 +51,31 @@ def _records(uow: UnitOfWork) -> Iterator[AuditRecord]:
 
 
 def verify(ctx: Context) -> tuple[int, str | None]:
-    """Recompute the whole chain: (records checked, first problem or None)."""
+    """Recompute the whole chain and check that it ends at the recorded head: (records
+    checked, first problem or None). The head catches the removal of the newest records; a
+    copy of ``head()`` kept outside the database also catches a rewrite of the head itself."""
     with ctx.uow() as uow:
-        return verify_chain(_records(uow))
+        count, problem = verify_chain(_records(uow))
+        if problem is not None:
+            return count, problem
+        anchor = uow.conn.execute(select(t.audit_head.c.seq, t.audit_head.c.hash)).first()
+        last = uow.conn.execute(select(t.audit_log.c.seq, t.audit_log.c.hash)
+                                .order_by(t.audit_log.c.seq.desc()).limit(1)).first()
+    if anchor is None and last is None:
+        return count, None
+    if anchor is None or last is None or (last.seq, last.hash) != (anchor.seq, anchor.hash):
+        head_seq = anchor.seq if anchor else 0
+        return count, (f"the chain ends at record {last.seq if last else 0} but its head is "
+                       f"record {head_seq}: the newest records were removed or the head edited")
+    return count, None
+
+
+def head(ctx: Context) -> dict[str, Any] | None:
+    """The chain's head (sequence and hash), to be copied somewhere the database's own
+    administrators cannot rewrite (a ticket, a notary, an append-only bucket)."""
+    with ctx.uow() as uow:
+        row = uow.conn.execute(select(t.audit_head.c.seq, t.audit_head.c.hash)).first()
+    return {"seq": row.seq, "hash": row.hash} if row else None
 
 
 def list_records(ctx: Context, *, after_seq: int = 0, limit: int = 100,
