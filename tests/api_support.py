@@ -42,7 +42,7 @@ from splitledger.domain.bank import BankDetails
 from splitledger.domain.kyc import EntityType, IdDocumentType, KycDetails, ReviewDecision
 from splitledger.domain.orders import Order, OrderLine, Shipping
 from splitledger.rules_io import ruleset_from_data
-from splitledger.services import access, kyc, settlement, webhooks
+from splitledger.services import access, adjustments, kyc, settlement, webhooks
 from splitledger.services import orders as order_service
 from splitledger.services.context import Context
 from splitledger.services.parties import register_party
@@ -129,6 +129,7 @@ class Owned:
     ruleset_version: str = ""
     webhook_subscription: str = ""   # platform-wide: the same for both parties
     webhook_delivery: str = ""       # a delivery of an event about this party
+    adjustment: str = ""             # a pending manual adjustment of this party's balance
 
     def secret_ids(self) -> list[str]:
         return [*self.orders, *self.payouts, *self.statements, self.bank_mask]
@@ -337,6 +338,10 @@ def _populate(ctx: Context, clock: FakeClock) -> Facts:
     a.orders.append("ord-A-3")
     order_service.refund_order(ctx, "ord-A-2", 100_037, reason="damaged in transit")
     order_service.chargeback_order(ctx, "ord-B-1", 20_011, reason="card dispute")
+    for owner in (a, b):
+        owner.adjustment = adjustments.request_adjustment(
+            dataclasses.replace(ctx, actor="user:requester"), owner.party_id, "CNY", 1_500,
+            "goodwill for a late delivery")["adjustment_id"]
 
     with ctx.uow() as uow:
         conn = uow.conn

@@ -73,6 +73,8 @@ OWNED_IDS: dict[str, Callable[[Owned], str]] = {
     # webhooks are the platform's; a delivery carries an event about one party
     "subscription_id": lambda owner: owner.webhook_subscription,
     "delivery_id": lambda owner: owner.webhook_delivery,
+    # adjustments are staff-only; one requested for each party
+    "adjustment_id": lambda owner: owner.adjustment,
 }
 
 OTHER_PARTY_USERS = [who for who, (role, party) in PRINCIPALS.items()

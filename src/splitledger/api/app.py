@@ -6,8 +6,8 @@ from fastapi import FastAPI
 
 from splitledger.api import problems
 from splitledger.api.routes import access as access_routes
-from splitledger.api.routes import audit as audit_routes
 from splitledger.api.routes import (
+    adjustments,
     auth,
     fundsec,
     ledger,
@@ -18,6 +18,7 @@ from splitledger.api.routes import (
     settlements,
     webhooks,
 )
+from splitledger.api.routes import audit as audit_routes
 from splitledger.services.context import Context
 
 API_VERSION = "1.0.0"
@@ -31,6 +32,6 @@ def create_app(ctx: Context) -> FastAPI:
     app.state.ctx = ctx
     problems.install(app)
     for module in (auth, parties, orders, rules, settlements, payouts, ledger, audit_routes,
-                   access_routes, fundsec, webhooks):
+                   access_routes, fundsec, webhooks, adjustments):
         app.include_router(module.router)
     return app

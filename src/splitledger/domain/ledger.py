@@ -28,10 +28,12 @@ class Purpose(StrEnum):
     PLATFORM_SUBSIDY = "platform_subsidy"  # expense: platform-funded discounts
     TAX = "tax"                            # liability: tax withheld for the authority
     CHARGEBACK_LOSSES = "chargeback_losses"  # expense: chargebacks the platform absorbs
+    ADJUSTMENTS = "adjustments"            # expense: approved manual adjustments to parties
 
 
 PARTY_PURPOSES = frozenset({Purpose.PENDING, Purpose.AVAILABLE, Purpose.IN_TRANSIT})
-DEBIT_NORMAL = frozenset({Purpose.CLEARING, Purpose.PLATFORM_SUBSIDY, Purpose.CHARGEBACK_LOSSES})
+DEBIT_NORMAL = frozenset({Purpose.CLEARING, Purpose.PLATFORM_SUBSIDY, Purpose.CHARGEBACK_LOSSES,
+                          Purpose.ADJUSTMENTS})
 
 
 @dataclass(frozen=True, slots=True)

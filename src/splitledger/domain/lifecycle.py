@@ -151,6 +151,14 @@ def release_postings(money: OrderMoney) -> tuple[Posting, ...]:
     return merge_postings(postings)
 
 
+def adjustment_postings(party_id: str, currency: str, owed_minor: int) -> tuple[Posting, ...]:
+    """A manual adjustment: ``owed_minor`` more (or, if negative, less) is owed to the party,
+    at the platform's expense (or in its favour)."""
+    return merge_postings([
+        Posting(system_account(Purpose.ADJUSTMENTS, currency), owed_minor),
+        Posting(party_account(party_id, Purpose.AVAILABLE, currency), -owed_minor)])
+
+
 def payout_postings(party_id: str, currency: str, amount_minor: int) -> tuple[Posting, ...]:
     """A payout leaves available for in_transit."""
     return merge_postings(transfer(party_account(party_id, Purpose.AVAILABLE, currency),

@@ -14,6 +14,7 @@ beancount's own sign, so amounts are written as they are, scaled to major units)
   psp_fees                  Liabilities:PSP:Fees
   platform_subsidy          Expenses:PlatformSubsidy
   chargeback_losses         Expenses:ChargebackLosses
+  adjustments               Expenses:Adjustments
   tax                       Liabilities:Tax
 
 ``<Party>`` is the party id made into a valid account component (``_`` and ``.`` become ``-``,
@@ -48,6 +49,7 @@ SYSTEM_ACCOUNT_NAMES: dict[str, str] = {
     Purpose.PSP_FEES.value: "Liabilities:PSP:Fees",
     Purpose.PLATFORM_SUBSIDY.value: "Expenses:PlatformSubsidy",
     Purpose.CHARGEBACK_LOSSES.value: "Expenses:ChargebackLosses",
+    Purpose.ADJUSTMENTS.value: "Expenses:Adjustments",
     Purpose.TAX.value: "Liabilities:Tax",
 }
 PURPOSE_COMPONENTS: dict[str, str] = {

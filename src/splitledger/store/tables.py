@@ -405,3 +405,19 @@ audit_head = Table(
     Column("seq", BigInteger, nullable=False),
     Column("hash", String(64), nullable=False),
 )
+
+# Manual adjustments: requested by one person, booked only when a second approves (0006).
+adjustments = Table(
+    "adjustments", metadata,
+    Column("adjustment_id", String(36), primary_key=True),
+    Column("party_id", String(64), ForeignKey("parties.party_id"), nullable=False, index=True),
+    Column("currency", String(3), nullable=False),
+    Column("amount_minor", BigInteger, nullable=False),  # + owed more to the party, - less
+    Column("reason", Text, nullable=False),
+    Column("status", String(16), nullable=False),  # pending -> approved | rejected
+    Column("requested_by", String(80), nullable=False),
+    Column("requested_at", UtcDateTime, nullable=False),
+    Column("decided_by", String(80)),
+    Column("decided_at", UtcDateTime),
+    Column("entry_id", String(36)),
+)

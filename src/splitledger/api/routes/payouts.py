@@ -25,7 +25,8 @@ class PayoutOut(BaseModel):
     currency: str
     amount_minor: int
     statement_id: str | None
-    status: str = Field(description="in_transit, paid or failed")
+    status: str = Field(description="in_transit, pending_approval, held, paid, failed or "
+                                    "rejected")
     bank_masked: str
     value_date: str
     created_at: str
