@@ -32,11 +32,6 @@ from tests.test_api_authz import AUTH_ONLY, READ_ONLY_POSTS, url_for
 A = t.audit_log
 # Writes that leave no audit record, and why. Anything else that changes something must.
 UNAUDITED = {
-    # The capture, its release and confirmation are the ledger's own append-only, balanced
-    # entries (the journal is the record of money); they are the hot path and are not audited.
-    "POST /v1/orders": "capture: the journal entry is the record",
-    "POST /v1/orders/{order_id}/confirm": "release: the journal entry is the record",
-    "POST /v1/releases": "release: the journal entries are the record",
     # Delivery bookkeeping of webhooks (the delivery log is its own record).
     "POST /v1/webhooks/deliveries/{delivery_id}/redeliver": "the delivery log is the record",
 }

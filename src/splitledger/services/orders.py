@@ -109,6 +109,10 @@ def capture_order(ctx: Context, order: Order, *, idempotency_key: str | None = N
                               hold_until=hold_until, psp_fee_minor=order.psp_fee_minor,
                               merchant_ids=merchants, entry_id=entry.entry_id)
         uow.repo.insert_order_merchants(order)
+        audit.record(uow, ctx, "order.capture", "order", order.order_id,
+                     after={"currency": order.currency, "captured_minor": plan.total_minor,
+                            "policy_version": plan.policy_version,
+                            "entry_id": entry.entry_id})
         webhooks.emit(uow, ctx, "order.captured", {
             "order_id": order.order_id, "currency": order.currency,
             "captured_minor": plan.total_minor, "captured_at": order.captured_at.isoformat(),
@@ -224,6 +228,8 @@ def _release_locked(ctx: Context, uow: UnitOfWork, row: Any, now: datetime, why:
         "reason": why, "released": [
             {"party_id": p.account.party_id, "amount_minor": -p.amount_minor}
             for p in postings if p.account.purpose is Purpose.AVAILABLE]})
+    audit.record(uow, ctx, "order.release", "order", row.order_id,
+                 after={"why": why, "entry_id": entry_id})
     return entry_id
 
 
