@@ -4,16 +4,15 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import Annotated, Any
+from typing import Annotated
 
 import typer
 from rich.table import Table
 
-from splitledger.domain.orders import validate_order
 from splitledger.domain.rules.engine import RulesPolicy
 from splitledger.domain.rules.model import Ruleset
 from splitledger.domain.split import SplitPlan
-from splitledger.errors import InvalidRuleset, UnknownParty
+from splitledger.errors import InvalidRuleset
 from splitledger.rules_io import load_ruleset_yaml
 from splitledger.services import rules as rules_service
 
@@ -143,29 +142,12 @@ def split(
     written."""
     ruleset, _ = read_rules(rules)
     order = read_order(order_file)
-    validate_order(order)
-    policy = RulesPolicy(ruleset)
-    with open_context(database) as ctx, ctx.uow() as uow:
-        parties = uow.repo.get_parties(order.party_ids() | policy.referenced_party_ids())
-        missing = sorted(order.party_ids() - set(parties))
-        if missing:
-            raise UnknownParty(f"unknown parties: {', '.join(missing)}", party_ids=missing)
-        plan = policy.split(order, parties, rules_service.split_facts(uow, policy, order))
+    with open_context(database) as ctx:
+        plan = rules_service.preview_split(ctx, ruleset, order)
     if as_json:
-        typer.echo(json.dumps(plan_to_json(plan), indent=2, ensure_ascii=False))
+        typer.echo(json.dumps(plan.as_dict(), indent=2, ensure_ascii=False))
         return
     render_plan(plan)
-
-
-def plan_to_json(plan: SplitPlan) -> dict[str, Any]:
-    return {"order_id": plan.order_id, "currency": plan.currency,
-            "total_minor": plan.total_minor, "ruleset_version": plan.policy_version,
-            "allocations": [{"line_id": a.line_id, "party_id": a.party_id, "kind": a.kind.value,
-                             "amount_minor": a.amount_minor, "rule_id": a.rule_id,
-                             "basis": a.basis, "basis_minor": a.basis_minor,
-                             "rate_bps": a.rate_bps, "explanation": a.explanation}
-                            for a in plan.allocations],
-            "by_party": plan.net_by_party()}
 
 
 def render_plan(plan: SplitPlan) -> None:

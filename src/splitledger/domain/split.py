@@ -11,7 +11,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from enum import StrEnum
-from typing import NamedTuple, Protocol
+from typing import Any, NamedTuple, Protocol
 
 from splitledger.domain.money import BPS_PER_UNIT, allocate
 from splitledger.domain.orders import Funder, Order, OrderLine
@@ -105,6 +105,13 @@ class SplitPlan:
         for allocation in self.allocations:
             nets[allocation.target] = nets.get(allocation.target, 0) + allocation.amount_minor
         return nets
+
+    def as_dict(self) -> dict[str, Any]:
+        """The plan as JSON-able data (previews, API responses)."""
+        return {"order_id": self.order_id, "currency": self.currency,
+                "total_minor": self.total_minor, "ruleset_version": self.policy_version,
+                "allocations": [a._asdict() | {"kind": a.kind.value} for a in self.allocations],
+                "by_party": self.net_by_party()}
 
     def net_by_party(self) -> dict[str, int]:
         nets: dict[str, int] = {}

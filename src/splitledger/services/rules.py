@@ -19,16 +19,17 @@ from typing import Any
 from sqlalchemy import func, insert, select, update
 
 from splitledger.domain.codec import order_from_dict
-from splitledger.domain.orders import Order
+from splitledger.domain.orders import Order, validate_order
 from splitledger.domain.rules.engine import RulesPolicy
 from splitledger.domain.rules.model import Ruleset
-from splitledger.domain.split import SplitFacts, SplitPolicy
+from splitledger.domain.split import SplitFacts, SplitPlan, SplitPolicy
 from splitledger.errors import (
     ApprovalRequired,
     InvalidRuleset,
     InvalidState,
     NotFound,
     SplitledgerError,
+    UnknownParty,
     ValidationError,
 )
 from splitledger.rules_io import ruleset_from_data, ruleset_to_data
@@ -175,6 +176,19 @@ def split_facts(uow: UnitOfWork, policy: SplitPolicy, order: Order) -> SplitFact
                     om.c.order_id != order.order_id)).scalar_one()
             gmv[(merchant_id, days)] = int(total)
     return SplitFacts(gmv)
+
+
+def preview_split(ctx: Context, ruleset: Ruleset, order: Order) -> SplitPlan:
+    """Split ``order`` with ``ruleset`` as a capture would (parties and merchants' GMV from the
+    database), writing nothing. Raises ValidationError, UnknownParty, SplitRefused."""
+    validate_order(order)
+    policy = RulesPolicy(ruleset)
+    with ctx.uow() as uow:
+        parties = uow.repo.get_parties(order.party_ids() | policy.referenced_party_ids())
+        missing = sorted(order.party_ids() - set(parties))
+        if missing:
+            raise UnknownParty(f"unknown parties: {', '.join(missing)}", party_ids=missing)
+        return policy.split(order, parties, split_facts(uow, policy, order))
 
 
 # -- back-test ----------------------------------------------------------------------------------

@@ -23,11 +23,9 @@ from splitledger.api.routes.common import (
 from splitledger.api.routes.orders import OrderIn
 from splitledger.domain.access import Permission, Principal
 from splitledger.domain.codec import order_from_dict
-from splitledger.domain.orders import validate_order
 from splitledger.domain.rules.engine import RulesPolicy
 from splitledger.domain.rules.model import Ruleset
-from splitledger.domain.split import SplitPlan
-from splitledger.errors import InvalidRuleset, UnknownParty, ValidationError
+from splitledger.errors import InvalidRuleset, ValidationError
 from splitledger.rules_io import ruleset_from_data
 from splitledger.services import rules as rules_service
 
@@ -153,17 +151,6 @@ def parse_ruleset(data: Any) -> Ruleset:
     return ruleset
 
 
-def plan_view(plan: SplitPlan) -> dict[str, Any]:
-    return {"order_id": plan.order_id, "currency": plan.currency,
-            "total_minor": plan.total_minor, "ruleset_version": plan.policy_version,
-            "allocations": [{"line_id": a.line_id, "party_id": a.party_id, "kind": a.kind.value,
-                             "amount_minor": a.amount_minor, "rule_id": a.rule_id,
-                             "basis": a.basis, "basis_minor": a.basis_minor,
-                             "rate_bps": a.rate_bps, "explanation": a.explanation}
-                            for a in plan.allocations],
-            "by_party": plan.net_by_party()}
-
-
 @router.post("/validate", response_model=ValidationOut)
 def validate(ruleset: RulesetDoc, ctx: ActingContext, idempotency_key: IdempotencyKey = None,
              principal: Principal = require(Permission.WRITE_RULES)) -> Any:
@@ -214,23 +201,12 @@ def simulate(body: SimulateIn, ctx: ActingContext, idempotency_key: IdempotencyK
 
     def produce(key: str | None) -> tuple[int, Any]:
         parsed = parse_ruleset(data["ruleset"])
-        try:
-            order = order_from_dict(data["order"])
-        except OverflowError as exc:  # a time zone pushing the date out of range
-            raise ValidationError("captured_at must be between 1970 and 9000",
-                                  field="captured_at") from exc
-        validate_order(order)
+        order = order_from_dict(data["order"])  # dates out of range: ValidationError
         if not in_range(order.captured_at):
             raise ValidationError("captured_at must be between 1970 and 9000",
                                   field="captured_at")
-        policy = RulesPolicy(parsed)
-        with ctx.uow() as uow:
-            parties = uow.repo.get_parties(order.party_ids() | policy.referenced_party_ids())
-            missing = sorted(order.party_ids() - set(parties))
-            if missing:
-                raise UnknownParty(f"unknown parties: {', '.join(missing)}", party_ids=missing)
-            plan = policy.split(order, parties, rules_service.split_facts(uow, policy, order))
-        return 200, plan_view(plan)
+        plan = rules_service.preview_split(ctx, parsed, order)
+        return 200, plan.as_dict()
     return idempotency.respond(ctx, principal, idempotency_key, "POST /v1/rulesets/simulate",
                                data, produce)
 
