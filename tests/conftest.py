@@ -10,13 +10,14 @@ from __future__ import annotations
 import os
 import uuid
 from collections.abc import Iterator
+from pathlib import Path
 
 import psycopg
 import pytest
 
 from splitledger.store.db import make_engine
 from splitledger.store.migrate import upgrade
-from tests.support import FakeClock, make_context
+from tests.support import FakeClock, make_context, seed_marketplace
 
 PG_ADMIN_URL = os.environ.get("SPLITLEDGER_TEST_PG_URL", "postgresql://postgres@127.0.0.1:5432/postgres")
 IN_CI = os.environ.get("CI", "").lower() in ("1", "true", "yes")
@@ -77,6 +78,20 @@ def sqlite_url(tmp_path) -> str:  # type: ignore[no-untyped-def]
 def db_url(request) -> str:  # type: ignore[no-untyped-def]
     """A fresh, migrated database of each kind."""
     return request.getfixturevalue("sqlite_url" if request.param == "sqlite" else "pg_url")
+
+
+@pytest.fixture(scope="session")
+def seeded_sqlite(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A migrated SQLite file holding the test marketplace: tests copy it rather than seed
+    a database per example."""
+    path = tmp_path_factory.mktemp("seeded") / "seeded.db"
+    engine = make_engine(f"sqlite:///{path}")
+    upgrade(engine)
+    engine.dispose()
+    ctx = make_context(f"sqlite:///{path}")
+    seed_marketplace(ctx)
+    ctx.engine.dispose()
+    return path
 
 
 @pytest.fixture

@@ -28,9 +28,7 @@ from splitledger.services import orders as order_service
 from splitledger.services import settlement
 from splitledger.services.verify import verify_ledger
 from splitledger.store import tables as t
-from splitledger.store.db import make_engine
-from splitledger.store.migrate import upgrade
-from tests.support import START, FakeClock, make_context, order, seed_marketplace
+from tests.support import START, FakeClock, make_context, order
 
 # -- random plans ---------------------------------------------------------------------------------
 
@@ -222,19 +220,6 @@ def test_a_one_sided_chargeback_is_borne_whole_by_that_side(plan, policy, data):
 
 
 # -- the same promises through the services, on SQLite --------------------------------------------
-
-
-@pytest.fixture(scope="module")
-def seeded_sqlite(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """A migrated SQLite file with the test marketplace, copied for each example."""
-    path = tmp_path_factory.mktemp("lifecycle") / "seeded.db"
-    engine = make_engine(f"sqlite:///{path}")
-    upgrade(engine)
-    engine.dispose()
-    ctx = make_context(f"sqlite:///{path}")
-    seed_marketplace(ctx)
-    ctx.engine.dispose()
-    return path
 
 
 def fresh_copy(template: Path, into: str) -> str:

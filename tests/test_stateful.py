@@ -34,8 +34,6 @@ from splitledger.services import orders as order_service
 from splitledger.services import settlement
 from splitledger.services.verify import verify_ledger
 from splitledger.store import tables as t
-from splitledger.store.db import make_engine
-from splitledger.store.migrate import upgrade
 from tests.conftest import PG_ADMIN_URL, _url_for
 from tests.reference_model import LedgerModel
 from tests.support import MARKETPLACE, START, FakeClock, make_context, seed_marketplace
@@ -265,18 +263,6 @@ def run_machine(new_database: DatabaseFactory, **limits: int) -> None:
 
 
 # -- SQLite ---------------------------------------------------------------------------------------
-
-
-@pytest.fixture(scope="module")
-def seeded_sqlite(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    path = tmp_path_factory.mktemp("stateful") / "seeded.db"
-    engine = make_engine(f"sqlite:///{path}")
-    upgrade(engine)
-    engine.dispose()
-    ctx = make_context(f"sqlite:///{path}")
-    seed_marketplace(ctx)
-    ctx.engine.dispose()
-    return path
 
 
 def test_every_balance_follows_the_reference_model_on_sqlite(seeded_sqlite: Path) -> None:
